@@ -1,0 +1,165 @@
+// Package capture owns rendering: it turns a URL or a piece of HTML into an
+// image with one long-lived headless Chromium, and it owns the SSRF guard that
+// keeps every request of a rendered page away from loopback, private,
+// link-local and metadata addresses.
+//
+// The web layer depends only on the small Renderer interface, the Options and
+// Job types and the sentinel errors below; Chromium is the real implementation.
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Errors that Render wraps, so that callers can map them with errors.Is.
+var (
+	// ErrForbiddenTarget means the target, or a redirect of it, resolves to
+	// an address that the guard refuses.
+	ErrForbiddenTarget = errors.New("target address is not allowed")
+	// ErrTimeout means the job did not finish before its deadline, counting
+	// the time it waited in the queue.
+	ErrTimeout = errors.New("render timed out")
+	// ErrUnavailable means the browser is not running, crashed during the
+	// render, or the renderer is shut down.
+	ErrUnavailable = errors.New("renderer unavailable")
+	// ErrBusy means every render slot is taken and the queue is full.
+	ErrBusy = errors.New("renderer busy")
+	// ErrTargetUnreachable means the page itself could not be loaded: its
+	// host does not resolve, refuses the connection, or the navigation was
+	// aborted (for example by a download).
+	ErrTargetUnreachable = errors.New("target could not be loaded")
+)
+
+// Renderer renders one job into an image. Chromium implements it; handler
+// tests can use a fake.
+type Renderer interface {
+	Render(ctx context.Context, job Job) (Image, error)
+}
+
+// Job is one render request: exactly one of URL and HTML is set.
+type Job struct {
+	URL     string
+	HTML    string
+	Options Options
+}
+
+// Image is a rendered image. Width and Height are its size in pixels, that is
+// the CSS size times the device scale factor.
+type Image struct {
+	Data        []byte
+	ContentType string
+	Width       int
+	Height      int
+}
+
+// Bounds of the render options (SPEC §4).
+const (
+	MinViewport        = 100
+	MaxViewport        = 3840
+	MaxFullPageHeight  = 16384
+	MaxDelayMS         = 10000
+	MinDeviceScale     = 1.0
+	MaxDeviceScale     = 3.0
+	DefaultWidth       = 1280
+	DefaultHeight      = 720
+	DefaultQuality     = 80
+	DefaultDeviceScale = 1.0
+)
+
+// Image formats.
+const (
+	FormatPNG  = "png"
+	FormatJPEG = "jpeg"
+	FormatWebP = "webp"
+)
+
+// Options are the render options of SPEC §4. The zero value of a field means
+// "use the default"; JSON decoding is done by the web layer.
+type Options struct {
+	Width, Height     int     // viewport in CSS pixels, 100–3840; default 1280×720
+	FullPage          bool    // capture the whole document height, capped at 16384
+	Format            string  // "png" (default), "jpeg" or "webp"
+	Quality           int     // 1–100, default 80; only used by jpeg and webp
+	DelayMS           int     // 0–10000, wait after load before the capture
+	DeviceScaleFactor float64 // 1–3, default 1
+}
+
+// OptionError is a render option, or the URL, that a user must fix. Field is
+// the JSON name of the field and Message a sentence that can be shown as is.
+type OptionError struct {
+	Field   string
+	Message string
+}
+
+func (e *OptionError) Error() string { return e.Message }
+
+// Normalize applies the defaults and checks the bounds. It returns an
+// *OptionError for the first bad value. Calling it twice is harmless.
+func (o *Options) Normalize() error {
+	if o.Width == 0 {
+		o.Width = DefaultWidth
+	}
+	if o.Height == 0 {
+		o.Height = DefaultHeight
+	}
+	if o.Width < MinViewport || o.Width > MaxViewport {
+		return rangeError("width", MinViewport, MaxViewport)
+	}
+	if o.Height < MinViewport || o.Height > MaxViewport {
+		return rangeError("height", MinViewport, MaxViewport)
+	}
+	switch o.Format {
+	case "":
+		o.Format = FormatPNG
+	case FormatPNG, FormatJPEG, FormatWebP:
+	case "jpg":
+		o.Format = FormatJPEG
+	default:
+		return &OptionError{Field: "format", Message: `format must be "png", "jpeg" or "webp"`}
+	}
+	if o.Quality == 0 {
+		o.Quality = DefaultQuality
+	}
+	if o.Quality < 1 || o.Quality > 100 {
+		return rangeError("quality", 1, 100)
+	}
+	if o.DelayMS < 0 || o.DelayMS > MaxDelayMS {
+		return rangeError("delay_ms", 0, MaxDelayMS)
+	}
+	if o.DeviceScaleFactor == 0 {
+		o.DeviceScaleFactor = DefaultDeviceScale
+	}
+	// The negated form also refuses NaN.
+	if !(o.DeviceScaleFactor >= MinDeviceScale && o.DeviceScaleFactor <= MaxDeviceScale) {
+		return rangeError("device_scale_factor", MinDeviceScale, MaxDeviceScale)
+	}
+	return nil
+}
+
+func rangeError[N int | float64](field string, lo, hi N) *OptionError {
+	return &OptionError{Field: field, Message: fmt.Sprintf("%s must be between %v and %v", field, lo, hi)}
+}
+
+// contentType is the MIME type of a normalized format.
+func contentType(format string) string {
+	switch format {
+	case FormatJPEG:
+		return "image/jpeg"
+	case FormatWebP:
+		return "image/webp"
+	}
+	return "image/png"
+}
+
+// validate checks the shape of a job before it costs anything.
+func (j *Job) validate() error {
+	switch {
+	case j.URL == "" && j.HTML == "":
+		return &OptionError{Field: "url", Message: "url is required"}
+	case j.URL != "" && j.HTML != "":
+		return &OptionError{Field: "html", Message: "give either url or html, not both"}
+	}
+	return j.Options.Normalize()
+}
