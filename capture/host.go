@@ -14,8 +14,8 @@ import (
 // trailing dot. So this file implements the host part of that standard for
 // the special schemes http and https.
 
-// target is what the guard needs from a URL.
-type target struct {
+// urlTarget is what the guard needs from a URL.
+type urlTarget struct {
 	scheme string     // "http" or "https"
 	host   string     // lower-case ASCII domain, or the canonical text of addr
 	addr   netip.Addr // valid when the host is an IP address literal
@@ -25,7 +25,7 @@ type target struct {
 // parseTargetURL extracts scheme, host and port from raw as a WHATWG URL
 // parser does for http and https. It returns an *OptionError for anything a
 // user must fix.
-func parseTargetURL(raw string) (target, error) {
+func parseTargetURL(raw string) (urlTarget, error) {
 	// Leading and trailing C0 controls and spaces are stripped, and tabs and
 	// newlines anywhere are removed, before parsing.
 	s := strings.TrimFunc(raw, func(r rune) bool { return r <= ' ' })
@@ -38,9 +38,9 @@ func parseTargetURL(raw string) (target, error) {
 
 	colon := strings.IndexByte(s, ':')
 	if colon <= 0 || !validScheme(s[:colon]) {
-		return target{}, urlError("url must be an absolute http or https URL")
+		return urlTarget{}, urlError("url must be an absolute http or https URL")
 	}
-	var t target
+	var t urlTarget
 	t.scheme = strings.ToLower(s[:colon])
 	switch t.scheme {
 	case "http":
@@ -48,7 +48,7 @@ func parseTargetURL(raw string) (target, error) {
 	case "https":
 		t.port = 443
 	default:
-		return target{}, urlError("url must use http or https")
+		return urlTarget{}, urlError("url must use http or https")
 	}
 
 	// For special schemes any run of slashes and backslashes introduces the
@@ -66,12 +66,12 @@ func parseTargetURL(raw string) (target, error) {
 	if strings.HasPrefix(rest, "[") {
 		end := strings.IndexByte(rest, ']')
 		if end < 0 {
-			return target{}, urlError("url has an invalid host")
+			return urlTarget{}, urlError("url has an invalid host")
 		}
 		hostPart, portPart = rest[:end+1], rest[end+1:]
 		if portPart != "" {
 			if portPart[0] != ':' {
-				return target{}, urlError("url has an invalid host")
+				return urlTarget{}, urlError("url has an invalid host")
 			}
 			portPart = portPart[1:]
 		}
@@ -79,19 +79,19 @@ func parseTargetURL(raw string) (target, error) {
 		hostPart, portPart = rest[:i], rest[i+1:]
 	}
 	if hostPart == "" {
-		return target{}, urlError("url must have a host")
+		return urlTarget{}, urlError("url must have a host")
 	}
 	if portPart != "" {
 		p, ok := parsePort(portPart)
 		if !ok {
-			return target{}, urlError("url has an invalid port")
+			return urlTarget{}, urlError("url has an invalid port")
 		}
 		t.port = p
 	}
 
 	host, addr, ok := parseHost(hostPart)
 	if !ok {
-		return target{}, urlError("url has an invalid host")
+		return urlTarget{}, urlError("url has an invalid host")
 	}
 	t.host, t.addr = host, addr
 	return t, nil

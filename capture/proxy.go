@@ -22,6 +22,9 @@ import (
 // is a random token per proxy, which a target server cannot guess.
 const refusedHeader = "X-Peekshot-Refused"
 
+// unreachableHeader marks the proxy's own 502 answers in the same way.
+const unreachableHeader = "X-Peekshot-Unreachable"
+
 const (
 	proxyDialTimeout = 10 * time.Second
 	// proxyCloseWait bounds how long Close waits for handlers to return.
@@ -142,6 +145,7 @@ func (p *proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// The browser gave up on the request; nobody reads an answer.
 	default:
 		p.log.Debug("proxy: upstream failed", "host", r.Host, "err", err)
+		w.Header().Set(unreachableHeader, p.token)
 		http.Error(w, "upstream unreachable", http.StatusBadGateway)
 	}
 }

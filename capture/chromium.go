@@ -1,0 +1,525 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/target"
+	"github.com/chromedp/chromedp"
+)
+
+// Defaults of Config.
+const (
+	DefaultChromePath        = "/usr/bin/chromium"
+	DefaultConcurrency       = 2
+	DefaultTimeout           = 30 * time.Second
+	DefaultMaxJobsPerBrowser = 500
+)
+
+const (
+	// browserStartTimeout bounds one Chromium start.
+	browserStartTimeout = 30 * time.Second
+	// slowTabOpen is how long opening a tab may take before the browser is
+	// considered stuck and replaced.
+	slowTabOpen = 10 * time.Second
+)
+
+// Config configures Chromium.
+type Config struct {
+	ChromePath        string        // default /usr/bin/chromium
+	Concurrency       int           // concurrent renders, default 2
+	QueueSize         int           // jobs that may wait for a slot, default 8×Concurrency; beyond that ErrBusy
+	Timeout           time.Duration // per job, counting queue wait and render, default 30s
+	MaxJobsPerBrowser int           // restart Chromium after this many jobs, default 500
+	Guard             *Guard        // SSRF guard, required
+	Logger            *slog.Logger  // default: discard
+}
+
+// Chromium renders jobs with one long-lived headless Chromium, a new tab (in
+// its own browser context) per job, a fixed number of render slots and a
+// bounded queue. It restarts the browser when it crashes and after
+// MaxJobsPerBrowser jobs. It is safe for concurrent use.
+type Chromium struct {
+	cfg   Config
+	log   *slog.Logger
+	proxy *proxy
+
+	admit chan struct{} // a token per job running or waiting: Concurrency+QueueSize
+	slots chan struct{} // a token per running job: Concurrency
+
+	stop           chan struct{}   // closed by Close: queued jobs give up
+	shutdown       context.Context // canceled when Close stops waiting for jobs
+	cancelShutdown context.CancelFunc
+
+	mu       sync.Mutex
+	closed   bool
+	cur      *chromiumProcess          // takes new jobs; nil while none runs
+	starting chan struct{}             // non-nil while a browser starts; closed when done
+	startErr error                     // error of the last start
+	browsers map[*chromiumProcess]bool // every browser process not yet stopped
+	jobs     sync.WaitGroup            // Render calls in flight
+	bg       sync.WaitGroup            // starts, watchers, retirements, late tab closes
+}
+
+// chromiumProcess is one Chromium process and the chromedp context that drives it.
+type chromiumProcess struct {
+	ctx         context.Context // chromedp browser context; done when the browser stops
+	cancel      context.CancelFunc
+	allocCancel context.CancelFunc
+	session     *chromedp.Browser
+	pid         int
+
+	// Guarded by Chromium.mu.
+	jobs     int  // jobs started on it
+	inflight int  // jobs running on it
+	retiring bool // takes no new jobs; stops when inflight reaches 0
+	stopping bool // stopped on purpose, not crashed
+
+	releaseOnce sync.Once
+}
+
+// lost reports whether the connection to the browser process is gone.
+func (b *chromiumProcess) lost() bool {
+	select {
+	case <-b.session.LostConnection:
+		return true
+	case <-b.ctx.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// release kills the process (if it still runs), waits for it and removes its
+// temporary profile.
+func (b *chromiumProcess) release() {
+	b.releaseOnce.Do(func() {
+		b.cancel()
+		b.allocCancel()
+	})
+}
+
+// New checks the configuration and starts Chromium, so that a missing or
+// broken browser is reported at start-up rather than on the first request.
+func New(ctx context.Context, cfg Config) (*Chromium, error) {
+	if cfg.Guard == nil {
+		return nil, errors.New("capture: Config.Guard is required")
+	}
+	if cfg.ChromePath == "" {
+		cfg.ChromePath = DefaultChromePath
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 8 * cfg.Concurrency
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxJobsPerBrowser <= 0 {
+		cfg.MaxJobsPerBrowser = DefaultMaxJobsPerBrowser
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	path, err := exec.LookPath(cfg.ChromePath)
+	if err != nil {
+		return nil, fmt.Errorf("Chromium not found at %s: install it with `apt-get install chromium` or set PEEKSHOT_CHROME", cfg.ChromePath)
+	}
+	cfg.ChromePath = path
+
+	p, err := startProxy(cfg.Guard, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	shutdown, cancelShutdown := context.WithCancel(context.Background())
+	c := &Chromium{
+		cfg:            cfg,
+		log:            cfg.Logger,
+		proxy:          p,
+		admit:          make(chan struct{}, cfg.Concurrency+cfg.QueueSize),
+		slots:          make(chan struct{}, cfg.Concurrency),
+		stop:           make(chan struct{}),
+		shutdown:       shutdown,
+		cancelShutdown: cancelShutdown,
+		browsers:       make(map[*chromiumProcess]bool),
+	}
+	c.mu.Lock()
+	started := c.startLocked()
+	c.mu.Unlock()
+	select {
+	case <-started:
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	ok, startErr := c.cur != nil, c.startErr
+	c.mu.Unlock()
+	if !ok {
+		c.Close()
+		if startErr == nil {
+			startErr = ctx.Err()
+		}
+		return nil, startErr
+	}
+	return c, nil
+}
+
+// Render renders job. Its errors wrap ErrForbiddenTarget, ErrTimeout,
+// ErrUnavailable, ErrBusy or ErrTargetUnreachable, or are an *OptionError.
+func (c *Chromium) Render(ctx context.Context, job Job) (Image, error) {
+	if err := job.validate(); err != nil {
+		return Image{}, err
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return Image{}, errShutDown
+	}
+	c.jobs.Add(1)
+	c.mu.Unlock()
+	defer c.jobs.Done()
+
+	jobCtx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	stopOnShutdown := context.AfterFunc(c.shutdown, cancel)
+	defer stopOnShutdown()
+
+	// The target is checked before the job queues or opens a tab, so a
+	// refused URL is answered at once and costs nothing.
+	if job.URL != "" {
+		if err := c.cfg.Guard.CheckURL(jobCtx, job.URL); err != nil {
+			return Image{}, c.jobError(err, ctx, jobCtx, nil)
+		}
+	}
+
+	select {
+	case c.admit <- struct{}{}:
+	default:
+		return Image{}, fmt.Errorf("%w: %d renders running and %d waiting", ErrBusy, c.cfg.Concurrency, c.cfg.QueueSize)
+	}
+	defer func() { <-c.admit }()
+
+	select {
+	case c.slots <- struct{}{}:
+	case <-jobCtx.Done():
+		return Image{}, c.jobError(jobCtx.Err(), ctx, jobCtx, nil)
+	case <-c.stop:
+		return Image{}, errShutDown
+	}
+	defer func() { <-c.slots }()
+
+	b, err := c.acquire(jobCtx)
+	if err != nil {
+		return Image{}, c.jobError(err, ctx, jobCtx, nil)
+	}
+	defer c.releaseBrowser(b)
+
+	img, err := c.renderOn(jobCtx, b, job)
+	if err != nil {
+		return Image{}, c.jobError(err, ctx, jobCtx, b)
+	}
+	return img, nil
+}
+
+var errShutDown = fmt.Errorf("%w: the renderer is shut down", ErrUnavailable)
+
+// jobError maps a failure to the sentinel that explains it best. A dead
+// browser wins over a deadline, because it is why the deadline passed.
+func (c *Chromium) jobError(err error, callerCtx, jobCtx context.Context, b *chromiumProcess) error {
+	switch {
+	case errors.Is(err, ErrForbiddenTarget), errors.Is(err, ErrUnavailable),
+		errors.Is(err, ErrTargetUnreachable), errors.Is(err, ErrBusy):
+		return err
+	case b != nil && b.lost():
+		return fmt.Errorf("%w: Chromium stopped during the render", ErrUnavailable)
+	case c.shutdown.Err() != nil:
+		return errShutDown
+	case errors.Is(callerCtx.Err(), context.Canceled):
+		return fmt.Errorf("render: %w", context.Canceled)
+	case jobCtx.Err() != nil:
+		return fmt.Errorf("%w after %s", ErrTimeout, c.cfg.Timeout)
+	}
+	var oe *OptionError
+	if errors.As(err, &oe) {
+		return err
+	}
+	return fmt.Errorf("render: %w", err)
+}
+
+// acquire returns a running browser for one job, starting one if needed.
+// The caller must call releaseBrowser.
+func (c *Chromium) acquire(ctx context.Context) (*chromiumProcess, error) {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, errShutDown
+		}
+		if b := c.cur; b != nil && !b.lost() {
+			b.jobs++
+			b.inflight++
+			if b.jobs >= c.cfg.MaxJobsPerBrowser {
+				// Let the jobs on it finish while a fresh one starts.
+				b.retiring = true
+				c.cur = nil
+				c.startLocked()
+			}
+			c.mu.Unlock()
+			return b, nil
+		}
+		c.cur = nil
+		started := c.startLocked()
+		c.mu.Unlock()
+
+		select {
+		case <-started:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		c.mu.Lock()
+		failed := c.cur == nil && c.startErr != nil
+		err := c.startErr
+		c.mu.Unlock()
+		if failed {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+}
+
+func (c *Chromium) releaseBrowser(b *chromiumProcess) {
+	c.mu.Lock()
+	b.inflight--
+	retire := b.retiring && b.inflight == 0 && !b.stopping
+	if retire {
+		b.stopping = true
+	}
+	c.mu.Unlock()
+	if retire {
+		c.log.Info("restarting Chromium", "reason", "job limit reached", "jobs", b.jobs, "pid", b.pid)
+		c.bg.Go(b.release)
+	}
+}
+
+// retire stops giving jobs to b, for example because it looks stuck.
+func (c *Chromium) retire(b *chromiumProcess, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b.retiring || b.stopping {
+		return
+	}
+	c.log.Warn("restarting Chromium", "reason", reason, "pid", b.pid)
+	b.retiring = true
+	if c.cur == b {
+		c.cur = nil
+		c.startLocked()
+	}
+}
+
+// startLocked starts a browser in the background unless one is starting,
+// and returns a channel that is closed when that start is done. c.mu must
+// be held.
+func (c *Chromium) startLocked() <-chan struct{} {
+	if c.starting != nil {
+		return c.starting
+	}
+	done := make(chan struct{})
+	c.starting = done
+	c.bg.Go(func() {
+		b, err := c.launch()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		defer close(done)
+		c.starting = nil
+		c.startErr = err
+		if err != nil {
+			c.log.Error("Chromium did not start", "err", err)
+			return
+		}
+		if c.closed {
+			b.stopping = true
+			c.bg.Go(b.release)
+			return
+		}
+		c.cur = b
+	})
+	return done
+}
+
+// launch starts one Chromium process and its watcher.
+func (c *Chromium) launch() (*chromiumProcess, error) {
+	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), c.allocatorOptions()...)
+	logf := func(format string, args ...any) { c.log.Debug("chromedp: " + fmt.Sprintf(format, args...)) }
+	bctx, bcancel := chromedp.NewContext(allocCtx, chromedp.WithLogf(logf), chromedp.WithErrorf(logf))
+
+	// The first Run binds the browser's life to its context, so it must not
+	// carry a deadline; the start is bounded from the side instead.
+	errc := make(chan error, 1)
+	go func() { errc <- chromedp.Do(bctx) }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-time.After(browserStartTimeout):
+		bcancel()
+		allocCancel()
+		<-errc
+		err = fmt.Errorf("no answer after %s", browserStartTimeout)
+	}
+	if err != nil {
+		bcancel()
+		allocCancel()
+		return nil, fmt.Errorf("start Chromium (%s): %w", c.cfg.ChromePath, err)
+	}
+	session := chromedp.FromContext(bctx).Browser
+	b := &chromiumProcess{ctx: bctx, cancel: bcancel, allocCancel: allocCancel, session: session}
+	if p := session.Process(); p != nil {
+		b.pid = p.Pid
+	}
+	c.mu.Lock()
+	c.browsers[b] = true
+	c.mu.Unlock()
+	c.bg.Go(func() { c.watch(b) })
+	c.log.Info("Chromium started", "pid", b.pid)
+	return b, nil
+}
+
+// watch waits for b to stop, cleans up after it and, when it stopped
+// without being asked (a crash, a kill, the OOM killer), starts a new one at
+// once so that the next job does not pay for the start.
+func (c *Chromium) watch(b *chromiumProcess) {
+	<-b.ctx.Done()
+	b.release()
+	c.mu.Lock()
+	delete(c.browsers, b)
+	crashed := !b.stopping && !c.closed
+	if c.cur == b {
+		c.cur = nil
+	}
+	if crashed {
+		c.log.Error("Chromium stopped unexpectedly; restarting", "pid", b.pid)
+		c.startLocked()
+	}
+	c.mu.Unlock()
+}
+
+func (c *Chromium) allocatorOptions() []chromedp.ExecAllocatorOption {
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(c.cfg.ChromePath),
+		// The browser gets no secrets from our environment.
+		chromedp.NoInheritEnv,
+	}
+	for _, name := range []string{"HOME", "PATH", "TMPDIR", "LANG", "LC_ALL", "TZ", "FONTCONFIG_FILE", "FONTCONFIG_PATH"} {
+		if v, ok := os.LookupEnv(name); ok {
+			opts = append(opts, chromedp.Env(name+"="+v))
+		}
+	}
+	for _, f := range []string{
+		"headless", "no-sandbox", "disable-gpu", "disable-background-networking",
+		"disable-component-update", "disable-sync", "no-first-run", "disable-quic",
+		"hide-scrollbars", "mute-audio", "no-default-browser-check", "disable-default-apps",
+		"disable-extensions", "disable-breakpad", "disable-client-side-phishing-detection",
+		"disable-domain-reliability", "disable-hang-monitor", "disable-prompt-on-repost",
+		"disable-background-timer-throttling", "disable-backgrounding-occluded-windows",
+		"disable-renderer-backgrounding", "disable-dev-shm-usage", "metrics-recording-only",
+		"use-mock-keychain", "deny-permission-prompts", "block-new-web-contents",
+		"disable-notifications",
+	} {
+		opts = append(opts, chromedp.Flag(f, true))
+	}
+	return append(opts,
+		chromedp.Flag("password-store", "basic"),
+		// Colours come out as the page asks, so tests can compare pixels.
+		chromedp.Flag("force-color-profile", "srgb"),
+		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions,LensOverlay"),
+		// Every request, loopback included, goes through the guarded proxy.
+		chromedp.Flag("proxy-server", c.proxy.URL()),
+		chromedp.Flag("proxy-bypass-list", "<-loopback>"),
+		// WebRTC could otherwise send UDP around the proxy.
+		chromedp.Flag("force-webrtc-ip-handling-policy", "disable_non_proxied_udp"),
+		// A page that hogs memory crashes its own renderer early instead of
+		// starving the machine.
+		chromedp.Flag("js-flags", "--max-old-space-size=512"),
+	)
+}
+
+// Close waits for jobs in flight (up to the job timeout), then stops every
+// browser, removes their temporary profiles and stops the proxy.
+func (c *Chromium) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	close(c.stop)
+	c.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { c.jobs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(c.cfg.Timeout):
+		c.log.Warn("render jobs still running at shutdown; cancelling them")
+		c.cancelShutdown()
+		<-done
+	}
+	c.cancelShutdown()
+
+	c.mu.Lock()
+	var all []*chromiumProcess
+	for b := range c.browsers {
+		b.stopping = true
+		all = append(all, b)
+	}
+	c.mu.Unlock()
+	for _, b := range all {
+		b.release()
+	}
+	c.bg.Wait()
+	return c.proxy.Close()
+}
+
+// OpenTabs counts the page targets of every running browser. Tests use it
+// to prove that jobs leave no tab behind.
+func (c *Chromium) OpenTabs(ctx context.Context) (int, error) {
+	c.mu.Lock()
+	var all []*chromiumProcess
+	for b := range c.browsers {
+		all = append(all, b)
+	}
+	c.mu.Unlock()
+	if len(all) == 0 {
+		return 0, fmt.Errorf("%w: no browser is running", ErrUnavailable)
+	}
+	n := 0
+	for _, b := range all {
+		res, err := cdp.Call(ctx, b.session, target.GetTargets, target.GetTargetsParams{})
+		if err != nil {
+			return 0, fmt.Errorf("list tabs: %w", err)
+		}
+		for _, info := range res.TargetInfos {
+			if info.Type == "page" {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// BrowserPID is the process id of the browser that takes new jobs, or 0.
+// Load and crash tests use it.
+func (c *Chromium) BrowserPID() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		return 0
+	}
+	return c.cur.pid
+}

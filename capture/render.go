@@ -1,0 +1,505 @@
+package capture
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/jpeg"
+	"image/png"
+	"iter"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/fetch"
+	"github.com/chromedp/cdproto/inspector"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/target"
+	"github.com/chromedp/chromedp"
+	"golang.org/x/image/webp"
+)
+
+const (
+	// settleQuiet is how long the network must be idle after the load
+	// event before the capture: late images and fonts still make it.
+	settleQuiet = 150 * time.Millisecond
+	// settleMax bounds that wait for pages that never go quiet (polling,
+	// streaming).
+	settleMax = time.Second
+	// tabGoneWait bounds the wait for Chromium to really drop a closed tab.
+	tabGoneWait = 2 * time.Second
+	// maxWebPSide is the largest side the WebP format can hold.
+	maxWebPSide = 16383
+)
+
+// pageScript runs in every document before the page's own scripts. Dialogs
+// return at once and window.open opens nothing, so a page cannot stall the
+// render with an alert loop or leak windows. Dialog dismissal and popup
+// closing on the browser side catch whatever this misses.
+const pageScript = `(() => {
+	const noop = () => {};
+	window.alert = noop;
+	window.confirm = () => false;
+	window.prompt = () => null;
+	window.print = noop;
+	window.open = () => null;
+})();`
+
+var errPageCrashed = fmt.Errorf("%w: the page crashed while rendering (it may have used too much memory)", ErrUnavailable)
+
+// tab is one job's page, alone in its own browser context: cookies, cache
+// and storage of one job never reach another, and disposing of the context
+// closes every window the page managed to open.
+type tab struct {
+	ctx       context.Context // chromedp context of the tab
+	close     context.CancelFunc
+	targetID  target.ID
+	contextID cdp.BrowserContextID
+}
+
+// openTab creates the tab. The creation itself is not bound to the job's
+// deadline: a deadline in the middle would leave a tab that nobody closes.
+// If the job gives up first, the tab is closed as soon as it exists.
+func (c *Chromium) openTab(ctx context.Context, b *chromiumProcess) (*tab, error) {
+	proxyURL := c.proxy.URL()
+	tctx, tcancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext(func(p *target.CreateBrowserContextParams) {
+		p.ProxyServer = proxyURL
+		p.ProxyBypassList = "<-loopback>"
+	}))
+	started := time.Now()
+	errc := make(chan error, 1)
+	c.bg.Go(func() { errc <- chromedp.Do(tctx) })
+	select {
+	case err := <-errc:
+		if err != nil {
+			tcancel()
+			return nil, fmt.Errorf("open tab: %w", err)
+		}
+	case <-ctx.Done():
+		c.bg.Go(func() {
+			<-errc
+			tcancel()
+		})
+		if time.Since(started) > slowTabOpen {
+			c.retire(b, "opening a tab took too long")
+		}
+		return nil, ctx.Err()
+	}
+	cc := chromedp.FromContext(tctx)
+	return &tab{ctx: tctx, close: tcancel, targetID: cc.Target.TargetID, contextID: cc.BrowserContextID}, nil
+}
+
+// closeTab closes t and waits until Chromium no longer lists anything of its
+// browser context, so that a finished job has really left nothing behind.
+func (c *Chromium) closeTab(b *chromiumProcess, t *tab) {
+	t.close()
+	if b.lost() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tabGoneWait)
+	defer cancel()
+	for {
+		res, err := cdp.Call(ctx, b.session, target.GetTargets, target.GetTargetsParams{})
+		if err != nil {
+			return
+		}
+		left := false
+		for _, info := range res.TargetInfos {
+			if info.BrowserContextID == t.contextID {
+				left = true
+				if info.Type == "page" {
+					cdp.Call(ctx, b.session, target.CloseTarget, target.CloseTargetParams{TargetID: info.TargetID}) //nolint:errcheck // best effort, checked again next round
+				}
+			}
+		}
+		if !left {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			c.log.Warn("a closed tab is still listed by Chromium", "target", t.targetID)
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// renderOn renders job in a new tab of b.
+func (c *Chromium) renderOn(jobCtx context.Context, b *chromiumProcess, job Job) (Image, error) {
+	t, err := c.openTab(jobCtx, b)
+	if err != nil {
+		return Image{}, err
+	}
+	defer c.closeTab(b, t)
+
+	// The page's helpers stop before the tab closes (defers run in reverse).
+	var helpers sync.WaitGroup
+	defer helpers.Wait()
+
+	// ctx ends with the tab, the browser, the job's deadline or a crash.
+	ctx, cancel := context.WithCancelCause(t.ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(jobCtx, func() { cancel(context.Cause(jobCtx)) })
+	defer stop()
+
+	pg := &pageRun{
+		c:        c,
+		tab:      t,
+		cancel:   cancel,
+		inflight: make(map[network.RequestID]bool),
+		lastNet:  time.Now(),
+		loaded:   make(chan struct{}, 1),
+	}
+	if err := chromedp.Listen(ctx, pg.observe); err != nil {
+		return Image{}, fmt.Errorf("listen: %w", err)
+	}
+	// Subscribe before anything can happen, then serve in the background.
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	paused := chromedp.Events(ctx, fetch.RequestPaused)
+	created := chromedp.BrowserEvents(ctx, target.TargetCreated)
+	helpers.Go(func() { pg.dismissDialogs(ctx, dialogs) })
+	helpers.Go(func() { pg.interceptRequests(ctx, paused, &helpers) })
+	helpers.Go(func() { pg.closePopups(ctx, created) })
+
+	img, err := pg.render(ctx, job)
+	if err != nil {
+		if errors.Is(context.Cause(ctx), errPageCrashed) {
+			return Image{}, errPageCrashed
+		}
+		if fe := pg.forbiddenErr(); fe != nil {
+			return Image{}, fe
+		}
+		return Image{}, err
+	}
+	return img, nil
+}
+
+// pageRun is the state of one render while its page loads.
+type pageRun struct {
+	c      *Chromium
+	tab    *tab
+	cancel context.CancelCauseFunc
+
+	mu        sync.Mutex
+	inflight  map[network.RequestID]bool
+	lastNet   time.Time
+	forbidden error
+
+	loaded chan struct{} // receives a value per load event of the page
+}
+
+// observe sees every event of the tab, in order, on chromedp's reading
+// goroutine; it must not block or send commands.
+func (p *pageRun) observe(ev any) {
+	switch ev := ev.(type) {
+	case *network.EventRequestWillBeSent:
+		p.mu.Lock()
+		p.inflight[ev.RequestID] = true
+		p.lastNet = time.Now()
+		p.mu.Unlock()
+	case *network.EventLoadingFinished:
+		p.requestDone(ev.RequestID)
+	case *network.EventLoadingFailed:
+		p.requestDone(ev.RequestID)
+	case *page.EventLoadEventFired:
+		select {
+		case p.loaded <- struct{}{}:
+		default:
+		}
+	case *inspector.EventTargetCrashed:
+		p.cancel(errPageCrashed)
+	}
+}
+
+func (p *pageRun) requestDone(id network.RequestID) {
+	p.mu.Lock()
+	delete(p.inflight, id)
+	p.lastNet = time.Now()
+	p.mu.Unlock()
+}
+
+func (p *pageRun) setForbidden(err error) {
+	p.mu.Lock()
+	if p.forbidden == nil {
+		p.forbidden = err
+	}
+	p.mu.Unlock()
+}
+
+func (p *pageRun) forbiddenErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.forbidden
+}
+
+func (p *pageRun) dismissDialogs(ctx context.Context, dialogs iter.Seq2[page.EventJavascriptDialogOpening, error]) {
+	for _, err := range dialogs {
+		if err != nil {
+			return
+		}
+		chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false}) //nolint:errcheck // the dialog may be gone already
+	}
+}
+
+// closePopups closes any page that appears in the job's browser context
+// besides the job's own tab.
+func (p *pageRun) closePopups(ctx context.Context, created iter.Seq2[target.EventTargetCreated, error]) {
+	for ev, err := range created {
+		if err != nil {
+			return
+		}
+		info := ev.TargetInfo
+		if info == nil || info.BrowserContextID != p.tab.contextID || info.TargetID == p.tab.targetID || info.Type != "page" {
+			continue
+		}
+		chromedp.CallBrowser(ctx, target.CloseTarget, target.CloseTargetParams{TargetID: info.TargetID}) //nolint:errcheck // it may have closed itself
+	}
+}
+
+// interceptRequests decides on every request the page makes. The proxy
+// enforces the guard on the network; this catches schemes that never reach
+// the proxy (file:, chrome:, ...) and tells a refused page from a broken one.
+func (p *pageRun) interceptRequests(ctx context.Context, paused iter.Seq2[fetch.EventRequestPaused, error], wg *sync.WaitGroup) {
+	for ev, err := range paused {
+		if err != nil {
+			return
+		}
+		wg.Go(func() { p.decide(ctx, ev) })
+	}
+}
+
+func (p *pageRun) decide(ctx context.Context, ev fetch.EventRequestPaused) {
+	rawURL := ""
+	if ev.Request != nil {
+		rawURL = ev.Request.URL
+	}
+	scheme, _, _ := strings.Cut(rawURL, ":")
+	scheme = strings.ToLower(scheme)
+	mainDocument := ev.ResourceType == network.ResourceTypeDocument && ev.FrameID == cdp.FrameID(p.tab.targetID)
+
+	var refuse error
+	switch scheme {
+	case "http", "https":
+		if mainDocument {
+			// The page itself, or where it redirects: check it here so that
+			// Render can answer "forbidden" rather than "unreachable".
+			if err := p.c.cfg.Guard.CheckURL(ctx, rawURL); errors.Is(err, ErrForbiddenTarget) {
+				refuse = err
+			}
+		}
+	case "ws", "wss", "data", "blob", "about":
+	default:
+		refuse = fmt.Errorf("%w: %s: URLs cannot be captured", ErrForbiddenTarget, scheme)
+	}
+	if refuse == nil {
+		chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID}) //nolint:errcheck // the page may be closing
+		return
+	}
+	if mainDocument {
+		p.setForbidden(refuse)
+	}
+	p.c.log.Info("refused a request of a rendered page", "url", truncate(rawURL, 200), "reason", refuse.Error())
+	chromedp.Call(ctx, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonBlockedByClient}) //nolint:errcheck // the page may be closing
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// render loads the page, waits for it, and captures it.
+func (p *pageRun) render(ctx context.Context, job Job) (Image, error) {
+	o := job.Options
+	if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+		Behavior:         browser.SetDownloadBehaviorBehaviorDeny,
+		BrowserContextID: p.tab.contextID,
+	}); err != nil {
+		return Image{}, fmt.Errorf("deny downloads: %w", err)
+	}
+	if _, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{
+		Patterns: []*fetch.RequestPattern{{URLPattern: "*"}},
+	}); err != nil {
+		return Image{}, fmt.Errorf("intercept requests: %w", err)
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{
+		Width:             int64(o.Width),
+		Height:            int64(o.Height),
+		DeviceScaleFactor: o.DeviceScaleFactor,
+	}); err != nil {
+		return Image{}, fmt.Errorf("set viewport: %w", err)
+	}
+	runNow := true
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+		Source:         pageScript,
+		RunImmediately: &runNow,
+	}); err != nil {
+		return Image{}, fmt.Errorf("install page script: %w", err)
+	}
+
+	if job.URL != "" {
+		if err := p.navigate(ctx, job.URL); err != nil {
+			return Image{}, err
+		}
+	} else if err := p.setContent(ctx, job.HTML); err != nil {
+		return Image{}, err
+	}
+
+	if err := p.settle(ctx); err != nil {
+		return Image{}, err
+	}
+	if o.DelayMS > 0 {
+		if err := sleep(ctx, time.Duration(o.DelayMS)*time.Millisecond); err != nil {
+			return Image{}, err
+		}
+	}
+	return p.capture(ctx, o)
+}
+
+// navigate loads rawURL and waits for its load event.
+func (p *pageRun) navigate(ctx context.Context, rawURL string) error {
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(rawURL))
+	if fe := p.forbiddenErr(); fe != nil {
+		return fe
+	}
+	if err != nil {
+		var le *chromedp.LoadError
+		if errors.As(err, &le) {
+			return fmt.Errorf("%w: %s", ErrTargetUnreachable, le.ErrorText)
+		}
+		return fmt.Errorf("navigate: %w", err)
+	}
+	if resp != nil {
+		// Our proxy's own answers are not the page: say what happened.
+		switch p.c.proxy.token {
+		case headerValue(resp.Headers, refusedHeader):
+			return fmt.Errorf("%w: %s resolves to a blocked address", ErrForbiddenTarget, hostOf(resp.URL))
+		case headerValue(resp.Headers, unreachableHeader):
+			return fmt.Errorf("%w: could not connect to %s", ErrTargetUnreachable, hostOf(resp.URL))
+		}
+	}
+	return nil
+}
+
+// setContent loads html into the blank tab and waits for its load event.
+func (p *pageRun) setContent(ctx context.Context, html string) error {
+	// Drop a load event that may have come from the blank page.
+	select {
+	case <-p.loaded:
+	default:
+	}
+	if _, err := chromedp.Call(ctx, page.SetDocumentContent, page.SetDocumentContentParams{
+		FrameID: cdp.FrameID(p.tab.targetID),
+		HTML:    html,
+	}); err != nil {
+		return fmt.Errorf("set content: %w", err)
+	}
+	select {
+	case <-p.loaded:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// settle waits until no request has been in flight for settleQuiet, at most
+// settleMax.
+func (p *pageRun) settle(ctx context.Context) error {
+	limit := time.Now().Add(settleMax)
+	for {
+		p.mu.Lock()
+		idle := len(p.inflight) == 0 && time.Since(p.lastNet) >= settleQuiet
+		p.mu.Unlock()
+		if idle || time.Now().After(limit) {
+			return nil
+		}
+		if err := sleep(ctx, 25*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func (p *pageRun) capture(ctx context.Context, o Options) (Image, error) {
+	fromSurface := true
+	params := page.CaptureScreenshotParams{
+		Format:      page.CaptureScreenshotFormat(o.Format),
+		FromSurface: &fromSurface,
+	}
+	if o.Format != FormatPNG {
+		q := int64(o.Quality)
+		params.Quality = &q
+	}
+	if o.FullPage {
+		m, err := chromedp.Call(ctx, page.GetLayoutMetrics, cdp.Empty{})
+		if err != nil {
+			return Image{}, fmt.Errorf("measure page: %w", err)
+		}
+		h := float64(o.Height)
+		if m.CSSContentSize != nil {
+			h = max(h, math.Ceil(m.CSSContentSize.Height))
+		}
+		h = min(h, MaxFullPageHeight)
+		if o.Format == FormatWebP {
+			h = min(h, math.Floor(maxWebPSide/o.DeviceScaleFactor))
+		}
+		beyond := true
+		params.CaptureBeyondViewport = &beyond
+		params.Clip = &page.Viewport{Width: float64(o.Width), Height: h, Scale: 1}
+	}
+	res, err := chromedp.Call(ctx, page.CaptureScreenshot, params)
+	if err != nil {
+		return Image{}, fmt.Errorf("capture: %w", err)
+	}
+	cfg, err := decodeConfig(o.Format, res.Data)
+	if err != nil {
+		return Image{}, fmt.Errorf("capture: Chromium returned a bad %s: %w", o.Format, err)
+	}
+	return Image{Data: res.Data, ContentType: contentType(o.Format), Width: cfg.Width, Height: cfg.Height}, nil
+}
+
+func decodeConfig(format string, data []byte) (image.Config, error) {
+	r := bytes.NewReader(data)
+	switch format {
+	case FormatJPEG:
+		return jpeg.DecodeConfig(r)
+	case FormatWebP:
+		return webp.DecodeConfig(r)
+	}
+	return png.DecodeConfig(r)
+}
+
+func headerValue(h network.Headers, name string) string {
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			s, _ := v.(string)
+			return s
+		}
+	}
+	return ""
+}
+
+func hostOf(rawURL string) string {
+	if t, err := parseTargetURL(rawURL); err == nil {
+		return t.host
+	}
+	return "the target"
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}

@@ -1,0 +1,191 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// colourPage paints a red body with a 50×50 blue box at the top-left.
+const colourPage = `<!doctype html><html><head><style>
+html,body{margin:0;background:#ff0000}
+#box{position:absolute;left:0;top:0;width:50px;height:50px;background:#0000ff}
+</style></head><body><div id="box"></div></body></html>`
+
+func TestRenderFormats(t *testing.T) {
+	c, mux, base := sharedRenderer(t)
+	servePage(mux, "/colours", colourPage)
+
+	tests := []struct {
+		format string
+		tol    int
+	}{
+		{FormatPNG, 0},
+		{FormatJPEG, 24},
+		{FormatWebP, 24},
+	}
+	for _, tt := range tests {
+		t.Run(tt.format, func(t *testing.T) {
+			img, err := c.Render(context.Background(), Job{URL: base + "/colours", Options: Options{Width: 400, Height: 300, Format: tt.format, Quality: 90}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img.ContentType != "image/"+tt.format {
+				t.Errorf("content type %q", img.ContentType)
+			}
+			if img.Width != 400 || img.Height != 300 {
+				t.Fatalf("size %dx%d, want 400x300", img.Width, img.Height)
+			}
+			m := decode(t, img)
+			wantColor(t, m, 10, 10, blue, tt.tol)
+			wantColor(t, m, 40, 40, blue, tt.tol)
+			wantColor(t, m, 80, 80, red, tt.tol)
+			wantColor(t, m, 399, 299, red, tt.tol)
+		})
+	}
+}
+
+func TestRenderHTML(t *testing.T) {
+	c, _, _ := sharedRenderer(t)
+	img, err := c.Render(context.Background(), Job{HTML: colourPage, Options: Options{Width: 200, Height: 150}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Width != 200 || img.Height != 150 {
+		t.Fatalf("size %dx%d", img.Width, img.Height)
+	}
+	m := decode(t, img)
+	wantColor(t, m, 5, 5, blue, 0)
+	wantColor(t, m, 150, 100, red, 0)
+}
+
+func TestRenderDefaults(t *testing.T) {
+	c, mux, base := sharedRenderer(t)
+	servePage(mux, "/defaults", colourPage)
+	img, err := c.Render(context.Background(), Job{URL: base + "/defaults"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.ContentType != "image/png" || img.Width != DefaultWidth || img.Height != DefaultHeight {
+		t.Fatalf("got %s %dx%d", img.ContentType, img.Width, img.Height)
+	}
+}
+
+func TestRenderDeviceScaleFactor(t *testing.T) {
+	c, mux, base := sharedRenderer(t)
+	servePage(mux, "/dsf", colourPage)
+	img, err := c.Render(context.Background(), Job{URL: base + "/dsf", Options: Options{Width: 300, Height: 200, DeviceScaleFactor: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Width != 600 || img.Height != 400 {
+		t.Fatalf("size %dx%d, want 600x400", img.Width, img.Height)
+	}
+	m := decode(t, img)
+	wantColor(t, m, 95, 95, blue, 0) // the 50px box is 100px now
+	wantColor(t, m, 105, 105, red, 0)
+}
+
+func TestRenderFullPage(t *testing.T) {
+	c, mux, base := sharedRenderer(t)
+	servePage(mux, "/tall", `<!doctype html><html><head><style>
+html,body{margin:0;background:#ff0000}
+#top{height:2900px;background:#ff0000}
+#bottom{height:100px;background:#008000}
+</style></head><body><div id="top"></div><div id="bottom"></div></body></html>`)
+
+	for _, format := range []string{FormatPNG, FormatWebP} {
+		t.Run(format, func(t *testing.T) {
+			img, err := c.Render(context.Background(), Job{URL: base + "/tall", Options: Options{Width: 320, Height: 240, FullPage: true, Format: format}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img.Width != 320 || img.Height != 3000 {
+				t.Fatalf("size %dx%d, want 320x3000", img.Width, img.Height)
+			}
+			m := decode(t, img)
+			wantColor(t, m, 100, 100, red, 24)
+			wantColor(t, m, 100, 2990, green, 24)
+		})
+	}
+	t.Run("viewport only", func(t *testing.T) {
+		img, err := c.Render(context.Background(), Job{URL: base + "/tall", Options: Options{Width: 320, Height: 240}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img.Height != 240 {
+			t.Fatalf("height %d, want 240", img.Height)
+		}
+	})
+	t.Run("capped", func(t *testing.T) {
+		servePage(mux, "/very-tall", `<!doctype html><body style="margin:0"><div style="height:40000px;background:#0000ff"></div></body>`)
+		img, err := c.Render(context.Background(), Job{URL: base + "/very-tall", Options: Options{Width: 100, Height: 100, FullPage: true, Format: FormatJPEG}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img.Height != MaxFullPageHeight {
+			t.Fatalf("height %d, want %d", img.Height, MaxFullPageHeight)
+		}
+	})
+}
+
+func TestRenderDelay(t *testing.T) {
+	c, mux, base := sharedRenderer(t)
+	servePage(mux, "/late", `<!doctype html><html><body style="margin:0;background:#ff0000">
+<script>setTimeout(() => { document.body.style.background = "#0000ff" }, 700)</script></body></html>`)
+
+	img, err := c.Render(context.Background(), Job{URL: base + "/late", Options: Options{Width: 100, Height: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantColor(t, decode(t, img), 50, 50, red, 0)
+
+	img, err = c.Render(context.Background(), Job{URL: base + "/late", Options: Options{Width: 100, Height: 100, DelayMS: 1200}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantColor(t, decode(t, img), 50, 50, blue, 0)
+}
+
+func TestRenderWaitsForLateResources(t *testing.T) {
+	c, mux, base := sharedRenderer(t)
+	// The image arrives after the load event; the capture waits for it.
+	mux.HandleFunc("/slow-img.svg", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		w.Header().Set("Content-Type", "image/svg+xml")
+		fmt.Fprint(w, `<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><rect width="100" height="100" fill="#0000ff"/></svg>`)
+	})
+	servePage(mux, "/late-img", `<!doctype html><body style="margin:0;background:#ff0000"><img id="i" style="display:block">
+<script>addEventListener("load", () => { document.getElementById("i").src = "/slow-img.svg" })</script></body>`)
+	img, err := c.Render(context.Background(), Job{URL: base + "/late-img", Options: Options{Width: 200, Height: 200}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantColor(t, decode(t, img), 50, 50, blue, 0)
+}
+
+func TestRenderInvalidJobs(t *testing.T) {
+	c, _, _ := sharedRenderer(t)
+	tests := []struct {
+		job   Job
+		field string
+	}{
+		{Job{}, "url"},
+		{Job{URL: "http://example.com", HTML: "<p>"}, "html"},
+		{Job{URL: "ftp://example.com/"}, "url"},
+		{Job{URL: "file:///etc/passwd"}, "url"},
+		{Job{URL: "http://"}, "url"},
+		{Job{HTML: "<p>", Options: Options{Width: 50}}, "width"},
+		{Job{HTML: "<p>", Options: Options{DeviceScaleFactor: 4}}, "device_scale_factor"},
+	}
+	for _, tt := range tests {
+		_, err := c.Render(context.Background(), tt.job)
+		var oe *OptionError
+		if !errors.As(err, &oe) || oe.Field != tt.field {
+			t.Errorf("Render(%+v) = %v, want an OptionError for %q", tt.job, err, tt.field)
+		}
+	}
+}
