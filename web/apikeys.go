@@ -1,0 +1,316 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/peekshot/peekshot/apikey"
+	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/templates"
+)
+
+// graces are the rotation grace periods a user can pick.
+var graces = map[string]time.Duration{"now": 0, "1h": time.Hour, "24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour}
+
+func (s *Server) handleAPIKeys(c echo.Context) error {
+	var reveal *templates.Reveal
+	if sess := session(c); sess != nil {
+		if token, ok := sess.Values[keyReveal].(string); ok {
+			delete(sess.Values, keyReveal)
+			if err := sess.Save(c.Request(), c.Response()); err != nil {
+				return err
+			}
+			if pr, ok := s.reveals.take(token, currentUser(c).ID); ok {
+				r, err := s.revealFor(c, pr.key, pr.keyID, pr.replacedID)
+				if err != nil {
+					return err
+				}
+				reveal = r
+			}
+		}
+	}
+	return s.renderAPIKeys(c, http.StatusOK, reveal, templates.CreateKeyForm{})
+}
+
+// revealFor describes a just-created key, and the key it replaced.
+func (s *Server) revealFor(c echo.Context, key string, keyID, replacedID int64) (*templates.Reveal, error) {
+	r := &templates.Reveal{Key: key, KeyID: keyID}
+	if replacedID != 0 {
+		old, err := s.store.APIKey(c.Request().Context(), currentUser(c).ID, replacedID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		if err == nil {
+			r.Replaced = &old
+		}
+	}
+	return r, nil
+}
+
+// apiKeysProps loads the tab's keys (one query) with unflushed usage.
+func (s *Server) apiKeysProps(c echo.Context, reveal *templates.Reveal, form templates.CreateKeyForm) (templates.APIKeysProps, error) {
+	keys, err := s.store.APIKeys(c.Request().Context(), currentUser(c).ID)
+	if err != nil {
+		return templates.APIKeysProps{}, err
+	}
+	s.usage.overlay(keys)
+	return templates.APIKeysProps{
+		CSRF: s.csrf(c), Keys: keys, Now: s.cfg.Now(), Reveal: reveal, Create: form, BaseURL: baseURL(c.Request()),
+	}, nil
+}
+
+func (s *Server) renderAPIKeys(c echo.Context, status int, reveal *templates.Reveal, form templates.CreateKeyForm) error {
+	props, err := s.apiKeysProps(c, reveal, form)
+	if err != nil {
+		return err
+	}
+	if reveal != nil {
+		noStore(c)
+	}
+	return s.renderTab(c, status, templates.TabAPIKeys, templates.APIKeysPanel(props))
+}
+
+// renderKeysPanel answers an htmx action with the whole panel.
+func (s *Server) renderKeysPanel(c echo.Context, status int, reveal *templates.Reveal, form templates.CreateKeyForm, flashes ...templates.Flash) error {
+	props, err := s.apiKeysProps(c, reveal, form)
+	if err != nil {
+		return err
+	}
+	if reveal != nil {
+		noStore(c)
+	}
+	return s.render(c, status, templates.KeysPanelUpdate(props, flashes))
+}
+
+func (s *Server) handleCreateAPIKey(c echo.Context) error {
+	u := currentUser(c)
+	label, msg := cleanText("Label", c.Request().PostFormValue("label"), maxLabelLen)
+	if msg != "" {
+		return s.createKeyFailed(c, templates.CreateKeyForm{Label: displayable(c.Request().PostFormValue("label")), Error: msg})
+	}
+	key, err := apikey.Generate()
+	if err != nil {
+		return err
+	}
+	k, err := s.store.CreateAPIKey(c.Request().Context(), store.NewAPIKey{UserID: u.ID, Label: label, Key: key})
+	if errors.Is(err, store.ErrKeyLimit) {
+		return s.createKeyFailed(c, templates.CreateKeyForm{Label: label,
+			Error: "You've reached the limit of " + itoa(store.MaxAPIKeys) + " API keys. Delete a key you no longer use to create another."})
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("API key created", "user_id", u.ID, "api_key_id", k.ID, "request_id", c.Get(ctxReqID))
+	return s.showNewKey(c, key, k.ID, 0, "")
+}
+
+// showNewKey shows a new key once: in the htmx response itself, or, for a
+// plain form post, on the page the 303 leads to (held in memory only).
+func (s *Server) showNewKey(c echo.Context, key string, keyID, replacedID int64, msg string) error {
+	if isHTMX(c) {
+		r, err := s.revealFor(c, key, keyID, replacedID)
+		if err != nil {
+			return err
+		}
+		var flashes []templates.Flash
+		if msg != "" {
+			flashes = append(flashes, templates.Flash{Kind: templates.FlashSuccess, Message: msg})
+		}
+		return s.renderKeysPanel(c, http.StatusOK, r, templates.CreateKeyForm{}, flashes...)
+	}
+	token := s.reveals.put(pendingReveal{userID: currentUser(c).ID, keyID: keyID, key: key, replacedID: replacedID})
+	sess := session(c)
+	sess.Values[keyReveal] = token
+	if msg != "" {
+		addFlash(sess, templates.Flash{Kind: templates.FlashSuccess, Message: msg})
+	}
+	if err := sess.Save(c.Request(), c.Response()); err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/account/api-keys")
+}
+
+func (s *Server) createKeyFailed(c echo.Context, form templates.CreateKeyForm) error {
+	if isHTMX(c) {
+		return s.renderKeysPanel(c, http.StatusUnprocessableEntity, nil, form)
+	}
+	return s.renderAPIKeys(c, http.StatusUnprocessableEntity, nil, form)
+}
+
+// keyID parses the :id path parameter; anything else is a 404.
+func keyID(c echo.Context) (int64, error) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, errKeyNotFound
+	}
+	return id, nil
+}
+
+// ownKey loads one of the signed-in user's keys, or 404.
+func (s *Server) ownKey(c echo.Context) (store.APIKey, error) {
+	id, err := keyID(c)
+	if err != nil {
+		return store.APIKey{}, err
+	}
+	k, err := s.store.APIKey(c.Request().Context(), currentUser(c).ID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.APIKey{}, errKeyNotFound
+	}
+	return k, err
+}
+
+func (s *Server) handleSetAPIKeyActive(active bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u := currentUser(c)
+		k, err := s.ownKey(c)
+		if err != nil {
+			return err
+		}
+		if k.Status(s.cfg.Now()) == store.KeyExpired {
+			return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key expired",
+				Message: "“" + labelOf(k) + "” has expired after a rotation and can't be turned back on. Use its replacement or create a new key."}
+		}
+		k, err = s.store.SetAPIKeyActive(c.Request().Context(), u.ID, k.ID, active)
+		if errors.Is(err, store.ErrNotFound) {
+			return errKeyNotFound
+		}
+		if err != nil {
+			return err
+		}
+		msg := "“" + labelOf(k) + "” deactivated. Requests with it are refused until you activate it again."
+		if active {
+			msg = "“" + labelOf(k) + "” activated. It works again right away."
+		}
+		s.log.Info("API key status changed", "user_id", u.ID, "api_key_id", k.ID, "active", active, "request_id", c.Get(ctxReqID))
+		if !isHTMX(c) {
+			return s.redirectWithFlash(c, "/account/api-keys", templates.FlashSuccess, msg)
+		}
+		keys := []store.APIKey{k}
+		s.usage.overlay(keys)
+		return s.render(c, http.StatusOK, templates.KeyRowUpdate(s.csrf(c), keys[0], s.cfg.Now(),
+			templates.Flash{Kind: templates.FlashSuccess, Message: msg}))
+	}
+}
+
+func (s *Server) handleRotateAPIKey(c echo.Context) error {
+	u := currentUser(c)
+	k, err := s.ownKey(c)
+	if err != nil {
+		return err
+	}
+	grace, ok := graces[c.Request().PostFormValue("grace")]
+	if !ok {
+		return &httpError{Status: http.StatusUnprocessableEntity, Code: "invalid_request", Title: "Choose a grace period",
+			Message: "Choose how long the old key keeps working: immediately, 1 hour, 24 hours or 7 days."}
+	}
+	switch k.Status(s.cfg.Now()) {
+	case store.KeyExpired:
+		return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key expired",
+			Message: "“" + labelOf(k) + "” has already expired; create a new key instead."}
+	case store.KeyExpiring:
+		return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key already rotated",
+			Message: "“" + labelOf(k) + "” was already rotated; its replacement is in the list."}
+	}
+	next, err := apikey.Generate()
+	if err != nil {
+		return err
+	}
+	old, repl, err := s.store.RotateAPIKey(c.Request().Context(), u.ID, k.ID, next, grace)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errKeyNotFound
+	case errors.Is(err, store.ErrAlreadyRotated):
+		return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key already rotated",
+			Message: "“" + labelOf(k) + "” was already rotated; its replacement is in the list."}
+	case errors.Is(err, store.ErrKeyLimit):
+		return &httpError{Status: http.StatusUnprocessableEntity, Code: "invalid_request", Title: "Key limit reached",
+			Message: "You have " + itoa(store.MaxAPIKeys) + " keys, the most an account can hold. Rotate with “Stop immediately”, or delete a key first."}
+	case err != nil:
+		return err
+	}
+	s.log.Info("API key rotated", "user_id", u.ID, "api_key_id", old.ID, "replacement_id", repl.ID, "request_id", c.Get(ctxReqID))
+	msg := "“" + labelOf(old) + "” rotated. The old key stopped working."
+	if grace > 0 {
+		msg = "“" + labelOf(old) + "” rotated. The old key keeps working for " + graceText(grace) + "."
+	}
+	return s.showNewKey(c, next, repl.ID, old.ID, msg)
+}
+
+func graceText(d time.Duration) string {
+	switch d {
+	case time.Hour:
+		return "1 hour"
+	case 24 * time.Hour:
+		return "24 hours"
+	default:
+		return "7 days"
+	}
+}
+
+func (s *Server) handleConfirmDeleteAPIKey(c echo.Context) error {
+	k, err := s.ownKey(c)
+	if err != nil {
+		return err
+	}
+	return s.renderTab(c, http.StatusOK, templates.TabAPIKeys,
+		templates.ConfirmDeletePanel(templates.ConfirmDeleteProps{CSRF: s.csrf(c), Key: k}))
+}
+
+func (s *Server) handleDeleteAPIKey(c echo.Context) error {
+	u := currentUser(c)
+	k, err := s.ownKey(c)
+	if err != nil {
+		return err
+	}
+	err = s.store.DeleteAPIKey(c.Request().Context(), u.ID, k.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return errKeyNotFound
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("API key deleted", "user_id", u.ID, "api_key_id", k.ID, "request_id", c.Get(ctxReqID))
+	msg := "“" + labelOf(k) + "” deleted. Requests with it are refused from now on."
+	if !isHTMX(c) {
+		return s.redirectWithFlash(c, "/account/api-keys", templates.FlashSuccess, msg)
+	}
+	done := templates.Flash{Kind: templates.FlashSuccess, Message: msg}
+	keys, err := s.store.APIKeys(c.Request().Context(), u.ID)
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		// The last key went: the list becomes the empty state.
+		retarget(c, "#api-keys-list", "innerHTML")
+		return s.render(c, http.StatusOK, templates.KeysEmptyUpdate(done))
+	}
+	return s.render(c, http.StatusOK, templates.Toasts(done))
+}
+
+func labelOf(k store.APIKey) string {
+	if k.Label == "" {
+		return "Untitled key"
+	}
+	return k.Label
+}
+
+// displayable echoes typed text back into a form only when it is valid text.
+func displayable(s string) string {
+	if !validForDisplay(s) {
+		return ""
+	}
+	return s
+}
+
+// baseURL is where this server answers, for examples shown to the user.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if isHTTPS(r) {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}

@@ -1,0 +1,246 @@
+package web
+
+import (
+	"bytes"
+	"fmt"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/PuerkitoBio/goquery"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/peekshot/peekshot/store"
+)
+
+// testClock is a settable clock shared by the store and the server.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// logBuffer collects log output so tests can assert what never appears in it.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+type testEnv struct {
+	t     *testing.T
+	store *store.Store
+	srv   *Server
+	http  *httptest.Server
+	clock *testClock
+	logs  *logBuffer
+}
+
+type envOption func(*Config)
+
+func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
+	t.Helper()
+	clock := &testClock{t: time.Now().UTC().Truncate(time.Second)}
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "peekshot.db"), store.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	cfg := Config{
+		SessionSecret: []byte("0123456789abcdef0123456789abcdef-test"),
+		PasswordCost:  bcrypt.MinCost,
+		Now:           clock.Now,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := NewServer(cfg, st, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		hs.Close()
+		srv.Close(context.Background())
+		st.Close()
+	})
+	return &testEnv{t: t, store: st, srv: srv, http: hs, clock: clock, logs: logs}
+}
+
+// browser is a cookie-keeping client that does not follow redirects, so
+// tests see every 303.
+type browser struct {
+	t    *testing.T
+	env  *testEnv
+	c    *http.Client
+	csrf string // the token of the last page seen
+}
+
+func (e *testEnv) browser() *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: e.t, env: e, c: &http.Client{
+		Jar:           jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+type response struct {
+	*http.Response
+	body string
+}
+
+func (r response) doc(t *testing.T) *goquery.Document {
+	t.Helper()
+	d, err := goquery.NewDocumentFromReader(strings.NewReader(r.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func (b *browser) do(req *http.Request) response {
+	b.t.Helper()
+	res, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	r := response{Response: res, body: string(body)}
+	if tok := pageCSRF(r.body); tok != "" {
+		b.csrf = tok
+	}
+	return r
+}
+
+func pageCSRF(body string) string {
+	d, err := goquery.NewDocumentFromReader(strings.NewReader(body))
+	if err != nil {
+		return ""
+	}
+	v, _ := d.Find(`meta[name="csrf-token"]`).Attr("content")
+	if v == "" {
+		v, _ = d.Find(`input[name="_csrf"]`).First().Attr("value")
+	}
+	return v
+}
+
+func (b *browser) get(path string, headers ...string) response {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, b.env.http.URL+path, nil)
+	setHeaders(req, headers)
+	return b.do(req)
+}
+
+// post sends a form with the current CSRF token (unless form sets _csrf).
+func (b *browser) post(path string, form url.Values, headers ...string) response {
+	b.t.Helper()
+	if form == nil {
+		form = url.Values{}
+	}
+	if _, ok := form["_csrf"]; !ok {
+		form.Set("_csrf", b.csrf)
+	}
+	req, _ := http.NewRequest(http.MethodPost, b.env.http.URL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	setHeaders(req, headers)
+	return b.do(req)
+}
+
+// htmx sends a request as htmx does: HX-Request and the CSRF header.
+func (b *browser) htmx(method, path string, form url.Values) response {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, b.env.http.URL+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.Header.Set("HX-Request", "true")
+	req.Header.Set("X-CSRF-Token", b.csrf)
+	return b.do(req)
+}
+
+func setHeaders(req *http.Request, kv []string) {
+	for i := 0; i+1 < len(kv); i += 2 {
+		req.Header.Set(kv[i], kv[i+1])
+	}
+}
+
+var emailSeq struct {
+	sync.Mutex
+	n int
+}
+
+func uniqueEmail() string {
+	emailSeq.Lock()
+	defer emailSeq.Unlock()
+	emailSeq.n++
+	return "user" + itoa(emailSeq.n) + "@example.com"
+}
+
+// signUp creates an account through the real form and returns the signed-in browser.
+func (e *testEnv) signUp() (*browser, string) {
+	e.t.Helper()
+	b := e.browser()
+	email := uniqueEmail()
+	b.get("/signup")
+	res := b.post("/signup", url.Values{"email": {email}, "password": {"correct horse battery"}, "name": {"Test"}})
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/account/api-keys" {
+		e.t.Fatalf("sign-up: %d %s\n%s", res.StatusCode, res.Header.Get("Location"), res.body)
+	}
+	b.get("/account/api-keys")
+	return b, email
+}
+
+func expectStatus(t *testing.T, r response, want int) {
+	t.Helper()
+	if r.StatusCode != want {
+		t.Fatalf("status %d, want %d; body:\n%.2000s", r.StatusCode, want, r.body)
+	}
+}
+
+// isFullPage tells a whole page from an htmx fragment.
+func isFullPage(body string) bool {
+	return strings.Contains(strings.ToLower(body[:min(len(body), 200)]), "<!doctype html>")
+}
+
+func fmtSscan(s string, id *int64) (int, error) { return fmt.Sscan(s, id) }
+
+// rowDoc parses a fragment that starts with a table row.
+func (r response) rowDoc(t *testing.T) *goquery.Document {
+	t.Helper()
+	d, err := goquery.NewDocumentFromReader(strings.NewReader("<table><tbody>" + r.body + "</tbody></table>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}

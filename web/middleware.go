@@ -1,0 +1,195 @@
+package web
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/gorilla/sessions"
+	"github.com/labstack/echo/v4"
+
+	"github.com/peekshot/peekshot/store"
+)
+
+// Context keys.
+const (
+	ctxSession = "session"
+	ctxUser    = "user"
+	ctxKey     = "apikey"
+	ctxReqID   = "request_id"
+)
+
+// maxFormBody bounds dashboard request bodies; forms here are tiny.
+const maxFormBody = 64 << 10
+
+// recoverPanics turns a panic into a logged 500 instead of a dropped connection.
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error("panic", "request_id", c.Get(ctxReqID), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				err = errors.New("internal error")
+			}
+		}()
+		return next(c)
+	}
+}
+
+// logRequests writes one structured line per request: never the query
+// string, headers, cookies or bodies, which may carry secrets.
+func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id := hex.EncodeToString(b[:])
+		c.Set(ctxReqID, id)
+		c.Response().Header().Set("X-Request-Id", id)
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		status := c.Response().Status
+		level := slog.LevelInfo
+		switch {
+		case status >= 500:
+			level = slog.LevelError
+		case status >= 400:
+			level = slog.LevelWarn
+		}
+		attrs := []slog.Attr{
+			slog.String("request_id", id),
+			slog.String("method", c.Request().Method),
+			slog.String("path", c.Request().URL.Path),
+			slog.Int("status", status),
+			slog.Int64("bytes", c.Response().Size),
+			slog.Float64("ms", float64(time.Since(start).Microseconds())/1000),
+		}
+		if u := currentUser(c); u != nil {
+			attrs = append(attrs, slog.Int64("user_id", u.ID))
+		}
+		if k := currentKey(c); k != nil {
+			attrs = append(attrs, slog.Int64("api_key_id", k.ID))
+		}
+		s.log.LogAttrs(c.Request().Context(), level, "request", attrs...)
+		return nil
+	}
+}
+
+// contentSecurityPolicy allows only the app's own scripts and styles: no
+// inline script, no eval.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; font-src 'self'; form-action 'self'; manifest-src 'self'; " +
+	"object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+
+func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "strict-origin-when-cross-origin")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		if isHTTPS(c.Request()) {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		return next(c)
+	}
+}
+
+// limitFormBody refuses dashboard bodies over maxFormBody, with or
+// without a Content-Length.
+func (s *Server) limitFormBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.ContentLength > maxFormBody {
+			return errPayloadTooLarge
+		}
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, maxFormBody)
+		return next(c)
+	}
+}
+
+// loadSession finds the request's session and signed-in user.
+func (s *Server) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		sess, err := s.sessions.Get(r, sessionCookie)
+		if err != nil {
+			return fmt.Errorf("load session: %w", err)
+		}
+		c.Set(ctxSession, sess)
+		if uid := sessionUserID(sess); uid != 0 {
+			u, err := s.store.UserByID(r.Context(), uid)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				// The account is gone; the session died with it.
+			case err != nil:
+				return err
+			default:
+				c.Set(ctxUser, &u)
+			}
+		}
+		return next(c)
+	}
+}
+
+// checkCSRF refuses state-changing requests that come from another site or
+// lack the session's CSRF token (form field _csrf or header X-CSRF-Token).
+func (s *Server) checkCSRF(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+			return next(c)
+		}
+		if err := s.origins.Check(r); err != nil {
+			return errCrossSite
+		}
+		token := r.Header.Get("X-CSRF-Token")
+		if token == "" {
+			token = r.PostFormValue("_csrf")
+		}
+		sess := session(c)
+		if sess.IsNew || !s.sessions.validCSRF(sess, token) {
+			return errBadCSRF
+		}
+		return next(c)
+	}
+}
+
+// requireUser sends visitors without a session to the sign-in page.
+func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if currentUser(c) == nil {
+			if isHTMX(c) {
+				c.Response().Header().Set("HX-Redirect", "/login")
+				return c.NoContent(http.StatusUnauthorized)
+			}
+			return c.Redirect(http.StatusSeeOther, "/login")
+		}
+		return next(c)
+	}
+}
+
+func session(c echo.Context) *sessions.Session {
+	sess, _ := c.Get(ctxSession).(*sessions.Session)
+	return sess
+}
+
+func currentUser(c echo.Context) *store.User {
+	u, _ := c.Get(ctxUser).(*store.User)
+	return u
+}
+
+func currentKey(c echo.Context) *store.APIKey {
+	k, _ := c.Get(ctxKey).(*store.APIKey)
+	return k
+}

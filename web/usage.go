@@ -1,0 +1,108 @@
+package web
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/peekshot/peekshot/store"
+)
+
+// usageRecorder counts API key usage in memory, so an authenticated request
+// performs no database write; the counts are flushed in batches.
+type usageRecorder struct {
+	mu      sync.Mutex
+	pending map[int64]store.KeyUsage
+}
+
+func newUsageRecorder() *usageRecorder {
+	return &usageRecorder{pending: make(map[int64]store.KeyUsage)}
+}
+
+// record notes one request made with a key.
+func (u *usageRecorder) record(keyID int64, at time.Time) {
+	u.mu.Lock()
+	e := u.pending[keyID]
+	e.KeyID = keyID
+	e.Requests++
+	if at.After(e.LastUsed) {
+		e.LastUsed = at
+	}
+	u.pending[keyID] = e
+	u.mu.Unlock()
+}
+
+// take empties the pending usage.
+func (u *usageRecorder) take() []store.KeyUsage {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.pending) == 0 {
+		return nil
+	}
+	out := make([]store.KeyUsage, 0, len(u.pending))
+	for _, e := range u.pending {
+		out = append(out, e)
+	}
+	clear(u.pending)
+	return out
+}
+
+// restore puts usage back after a failed flush, so nothing is lost.
+func (u *usageRecorder) restore(batch []store.KeyUsage) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, b := range batch {
+		e := u.pending[b.KeyID]
+		e.KeyID = b.KeyID
+		e.Requests += b.Requests
+		if b.LastUsed.After(e.LastUsed) {
+			e.LastUsed = b.LastUsed
+		}
+		u.pending[b.KeyID] = e
+	}
+}
+
+// overlay adds not-yet-flushed usage to keys read from the database, so the
+// API Keys tab is exact at every moment.
+func (u *usageRecorder) overlay(keys []store.APIKey) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.pending) == 0 {
+		return
+	}
+	for i := range keys {
+		if e, ok := u.pending[keys[i].ID]; ok {
+			keys[i].RequestCount += e.Requests
+			if e.LastUsed.After(keys[i].LastUsedAt) {
+				keys[i].LastUsedAt = e.LastUsed.Truncate(time.Second)
+			}
+		}
+	}
+}
+
+func (s *Server) flushUsage(ctx context.Context) error {
+	batch := s.usage.take()
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := s.store.RecordAPIKeyUsage(ctx, batch); err != nil {
+		s.usage.restore(batch)
+		return err
+	}
+	return nil
+}
+
+func (s *Server) flushUsageEvery(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.flushUsage(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("flush API key usage", "err", err)
+			}
+		}
+	}
+}
