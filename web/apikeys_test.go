@@ -81,7 +81,7 @@ func TestAPIKeysPage(t *testing.T) {
 			t.Fatal("no Account entry in the sidebar")
 		}
 		for _, tab := range []string{"Profile", "API Keys", "Redeem Coupon"} {
-			if d.Find(`#account-tabs a:contains("` + tab + `")`).Length() != 1 {
+			if d.Find(`#account-tabs a:contains("`+tab+`")`).Length() != 1 {
 				t.Fatalf("tab %q missing", tab)
 			}
 		}

@@ -3,8 +3,8 @@ package web
 import (
 	"errors"
 	"math"
-	"unicode/utf8"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"

@@ -128,4 +128,3 @@ func apiErrorBody(he *httpError) apiErrorJSON {
 	b.Error.Code, b.Error.Message = he.Code, he.Message
 	return b
 }
-
