@@ -18,14 +18,3 @@ func (s *Server) handleProfile(c echo.Context) error {
 		CSRF: s.csrf(c), User: *u, ActiveKeys: active, Now: s.cfg.Now(),
 	}))
 }
-
-func (s *Server) handleCoupons(c echo.Context) error {
-	u := currentUser(c)
-	history, err := s.store.Redemptions(c.Request().Context(), u.ID)
-	if err != nil {
-		return err
-	}
-	return s.renderTab(c, http.StatusOK, templates.TabCoupons, templates.CouponsPanel(templates.CouponsProps{
-		CSRF: s.csrf(c), Credits: u.Credits, Redemptions: history, Now: s.cfg.Now(),
-	}))
-}

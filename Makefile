@@ -1,0 +1,57 @@
+# PeekShot. `make run` starts the server; `make test` runs every test,
+# browser tests included. Both set up what they need on a fresh machine.
+
+GO        ?= go
+BIN       := bin/peekshot
+CHROMIUM  ?= /usr/bin/chromium
+PKGS      := ./...
+
+.PHONY: build run test generate fmt vet chromium screenshots vendor-htmx clean
+
+build: generate
+	$(GO) build -trimpath -o $(BIN) ./cmd/peekshot
+
+# Starts the server on :8080 with its database in data/peekshot.db.
+run: chromium build
+	PEEKSHOT_CHROME=$(CHROMIUM) ./$(BIN) serve
+
+test: chromium generate
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+generate:
+	$(GO) tool templ generate -log-level error
+
+fmt:
+	$(GO) tool templ fmt templates
+	gofmt -w $$(git ls-files '*.go' | grep -v '_templ.go$$')
+
+vet:
+	$(GO) vet $(PKGS)
+
+# Installs Debian's Chromium when it is missing (as root, through apt-get);
+# otherwise says exactly what to install.
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing Chromium (apt-get install chromium)…"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "Chromium is missing at $(CHROMIUM). Install it with: sudo apt-get install chromium"; \
+			echo "(or point CHROMIUM=/path/to/chromium at another build)"; exit 1; \
+		fi; \
+	fi
+
+# Refreshes the pictures in docs/ from the browser test.
+screenshots: chromium generate
+	PEEKSHOT_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run 'TestBrowser' ./web/
+
+# Re-vendors htmx from its npm package (needs npm and the registry).
+HTMX_VERSION ?= 4.0.1
+vendor-htmx:
+	cd $$(mktemp -d) && npm pack htmx.org@$(HTMX_VERSION) >/dev/null && tar xzf htmx.org-$(HTMX_VERSION).tgz && \
+		cp package/dist/htmx.min.js $(CURDIR)/static/js/vendor/htmx.min.js && \
+		cp package/LICENSE $(CURDIR)/static/js/vendor/htmx.LICENSE
+
+clean:
+	rm -rf bin

@@ -1,0 +1,127 @@
+// Package browsertest starts Debian's Chromium for browser tests through
+// chromedp. A missing Chromium fails the test with how to install it; it
+// never skips.
+package browsertest
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/dom"
+	"github.com/chromedp/chromedp"
+)
+
+// ChromePath is PEEKSHOT_CHROME or Debian's /usr/bin/chromium.
+func ChromePath() string {
+	if p := os.Getenv("PEEKSHOT_CHROME"); p != "" {
+		return p
+	}
+	return "/usr/bin/chromium"
+}
+
+// Options are the flags every PeekShot Chromium runs with: headless, no
+// sandbox (tests run as root), and nothing that reaches the network.
+func Options(path string) []chromedp.ExecAllocatorOption {
+	return append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.WindowSize(1280, 900),
+	)
+}
+
+// New starts a browser for the test and returns the context of its first
+// tab. The browser stops when the test ends.
+func New(t testing.TB) context.Context {
+	t.Helper()
+	path := ChromePath()
+	if _, err := exec.LookPath(path); err != nil {
+		t.Fatalf("Chromium not found at %s: install it with `apt-get install chromium` (or set PEEKSHOT_CHROME)", path)
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(Options(path), chromedp.UserDataDir(t.TempDir()))...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	return ctx
+}
+
+// WithTimeout bounds a step without stopping the browser.
+func WithTimeout(t testing.TB, ctx context.Context, d time.Duration) context.Context {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, d)
+	t.Cleanup(cancel)
+	return c
+}
+
+// CSS makes a query use document.querySelectorAll.
+func CSS(selector string) chromedp.QueryOption {
+	return chromedp.ByFunc(func(ctx context.Context, t *chromedp.Target, n *chromedp.Node) ([]cdp.NodeID, error) {
+		res, err := cdp.Call(ctx, t, dom.QuerySelectorAll, dom.QuerySelectorAllParams{NodeID: n.NodeID, Selector: selector})
+		return res.NodeIDs, err
+	})
+}
+
+// Click clicks the first element matching a CSS selector, once visible.
+func Click(selector string) chromedp.Action[chromedp.Void] {
+	return chromedp.Click(selector, CSS(selector), chromedp.NodeVisible)
+}
+
+// WaitVisible waits until an element matching a CSS selector is visible.
+func WaitVisible(selector string) chromedp.Action[chromedp.Void] {
+	return chromedp.WaitVisible(selector, CSS(selector))
+}
+
+// WaitGone waits until nothing matches a CSS selector.
+func WaitGone(selector string) chromedp.Action[chromedp.Void] {
+	return chromedp.WaitNotPresent(selector, CSS(selector))
+}
+
+// Type types text into the element matching a CSS selector.
+func Type(selector, text string) chromedp.Action[chromedp.Void] {
+	return chromedp.SendKeys(selector, text, CSS(selector), chromedp.NodeVisible)
+}
+
+// Text is the visible text of the first element matching a CSS selector.
+func Text(selector string) chromedp.Action[string] {
+	return chromedp.Text(selector, CSS(selector), chromedp.NodeVisible)
+}
+
+// Value is the value of the input matching a CSS selector.
+func Value(selector string) chromedp.Action[string] {
+	return chromedp.Value(selector, CSS(selector))
+}
+
+// Screenshot saves a PNG of the page to dir/name.png when dir is set; it
+// is how the README's pictures and the design reviews are made.
+func Screenshot(dir, name string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		if dir == "" {
+			return nil
+		}
+		png, err := chromedp.CaptureScreenshot()(ctx, t)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(dir+"/"+name+".png", png, 0o644)
+	})
+}
+
+// Until waits until a JavaScript expression is truthy.
+func Until(expression string, opts ...chromedp.PollOption) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](expression, append([]chromedp.PollOption{chromedp.WithPollingTimeout(10 * time.Second)}, opts...)...)
+}
