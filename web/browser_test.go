@@ -136,6 +136,16 @@ func TestBrowserAPIKeysFlow(t *testing.T) {
 		t.Fatalf("masked key %q, want %q", got, apikey.MaskKey(key))
 	}
 
+	step("phone width",
+		chromedp.EmulateViewport(390, 844),
+		bt.WaitVisible(`[data-testid="key-row"]`),
+		bt.Screenshot(shots, "api-keys-phone"),
+	)
+	if wide := eval(`String(document.documentElement.scrollWidth - window.innerWidth)`); wide != "0" {
+		t.Fatalf("the page scrolls sideways on a phone by %spx", wide)
+	}
+	step("desktop width", chromedp.EmulateViewport(1280, 900))
+
 	step("deactivate",
 		bt.Click(`[data-testid="key-deactivate"]`),
 		bt.Until(`document.querySelector('[data-testid="key-status"]').textContent.trim() === 'Inactive'`),
