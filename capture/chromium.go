@@ -397,16 +397,19 @@ func (c *Chromium) watch(b *chromiumProcess) {
 	<-b.ctx.Done()
 	b.release()
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	delete(c.browsers, b)
-	crashed := !b.stopping && !c.closed
-	if c.cur == b {
+	current := c.cur == b
+	if current {
 		c.cur = nil
 	}
-	if crashed {
-		c.log.Error("Chromium stopped unexpectedly; restarting", "pid", b.pid)
+	if b.stopping || c.closed {
+		return
+	}
+	c.log.Error("Chromium stopped unexpectedly", "pid", b.pid)
+	if current {
 		c.startLocked()
 	}
-	c.mu.Unlock()
 }
 
 func (c *Chromium) allocatorOptions() []chromedp.ExecAllocatorOption {
@@ -437,7 +440,7 @@ func (c *Chromium) allocatorOptions() []chromedp.ExecAllocatorOption {
 		chromedp.Flag("password-store", "basic"),
 		// Colours come out as the page asks, so tests can compare pixels.
 		chromedp.Flag("force-color-profile", "srgb"),
-		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions,LensOverlay"),
+		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions,LensOverlay,NetworkTimeServiceQuerying,ChromeWhatsNewUI,PrivacySandboxSettings4"),
 		// Every request, loopback included, goes through the guarded proxy.
 		chromedp.Flag("proxy-server", c.proxy.URL()),
 		chromedp.Flag("proxy-bypass-list", "<-loopback>"),

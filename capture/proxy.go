@@ -144,7 +144,7 @@ func (p *proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.Canceled):
 		// The browser gave up on the request; nobody reads an answer.
 	default:
-		p.log.Debug("proxy: upstream failed", "host", r.Host, "err", err)
+		p.log.Debug("proxy: upstream failed", "host", r.Host, "url", r.URL.String(), "err", err)
 		w.Header().Set(unreachableHeader, p.token)
 		http.Error(w, "upstream unreachable", http.StatusBadGateway)
 	}

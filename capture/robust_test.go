@@ -61,34 +61,42 @@ const hog = []; for (;;) { hog.push(new Array(1e6).fill(Math.random())) }
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range []string{"/hang", "/hang-subresource", "/alert-loop", "/alert-after-load", "/popups", "/memory-hog", "/spin", "/spin-after-load"} {
-		t.Run(path, func(t *testing.T) {
-			start := time.Now()
-			img, err := c.Render(context.Background(), Job{URL: base + path, Options: Options{Width: 200, Height: 200}})
-			elapsed := time.Since(start)
-			switch {
-			case err == nil:
-				decode(t, img)
-			case errors.Is(err, ErrTimeout), errors.Is(err, ErrUnavailable):
-			default:
-				t.Fatalf("err = %v, want an image, ErrTimeout or ErrUnavailable", err)
-			}
-			t.Logf("%s: %v after %v", path, err, elapsed.Round(time.Millisecond))
-			if elapsed > timeout+time.Second {
-				t.Errorf("took %v, deadline is %v", elapsed, timeout)
-			}
-			if path == "/hang" && !errors.Is(err, ErrTimeout) {
-				t.Errorf("a page that never loads must time out, got %v", err)
-			}
-			tabsSettleAt(t, c, baseline)
-		})
-	}
+	// The pages run two at a time (the render slots), as in production.
+	t.Run("pages", func(t *testing.T) {
+		for _, path := range []string{"/hang", "/hang-subresource", "/alert-loop", "/alert-after-load", "/popups", "/memory-hog", "/spin", "/spin-after-load"} {
+			t.Run(path, func(t *testing.T) {
+				t.Parallel()
+				hostilePage(t, c, base, path, timeout)
+			})
+		}
+	})
+	tabsSettleAt(t, c, baseline)
 	t.Run("still works afterwards", func(t *testing.T) {
 		if _, err := c.Render(context.Background(), Job{HTML: colourPage, Options: Options{Width: 100, Height: 100}}); err != nil {
 			t.Fatal(err)
 		}
 		tabsSettleAt(t, c, baseline)
 	})
+}
+
+func hostilePage(t *testing.T, c *Chromium, base, path string, timeout time.Duration) {
+	start := time.Now()
+	img, err := c.Render(context.Background(), Job{URL: base + path, Options: Options{Width: 200, Height: 200}})
+	elapsed := time.Since(start)
+	switch {
+	case err == nil:
+		decode(t, img)
+	case errors.Is(err, ErrTimeout), errors.Is(err, ErrUnavailable):
+	default:
+		t.Fatalf("err = %v, want an image, ErrTimeout or ErrUnavailable", err)
+	}
+	t.Logf("%s: %v after %v", path, err, elapsed.Round(time.Millisecond))
+	if elapsed > timeout+time.Second {
+		t.Errorf("took %v, deadline is %v", elapsed, timeout)
+	}
+	if path == "/hang" && !errors.Is(err, ErrTimeout) {
+		t.Errorf("a page that never loads must time out, got %v", err)
+	}
 }
 
 func TestQueueAndConcurrencyLimits(t *testing.T) {
