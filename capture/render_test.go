@@ -111,6 +111,16 @@ html,body{margin:0;background:#ff0000}
 			wantColor(t, m, 100, 2990, green, 24)
 		})
 	}
+	t.Run("device scale factor", func(t *testing.T) {
+		img, err := c.Render(context.Background(), Job{URL: base + "/tall", Options: Options{Width: 200, Height: 200, FullPage: true, DeviceScaleFactor: 2, Format: FormatJPEG}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img.Width != 400 || img.Height != 6000 {
+			t.Fatalf("size %dx%d, want 400x6000", img.Width, img.Height)
+		}
+		wantColor(t, decode(t, img), 200, 5990, green, 24)
+	})
 	t.Run("viewport only", func(t *testing.T) {
 		img, err := c.Render(context.Background(), Job{URL: base + "/tall", Options: Options{Width: 320, Height: 240}})
 		if err != nil {
@@ -135,7 +145,7 @@ html,body{margin:0;background:#ff0000}
 func TestRenderDelay(t *testing.T) {
 	c, mux, base := sharedRenderer(t)
 	servePage(mux, "/late", `<!doctype html><html><body style="margin:0;background:#ff0000">
-<script>setTimeout(() => { document.body.style.background = "#0000ff" }, 700)</script></body></html>`)
+<script>setTimeout(() => { document.body.style.background = "#0000ff" }, 1200)</script></body></html>`)
 
 	img, err := c.Render(context.Background(), Job{URL: base + "/late", Options: Options{Width: 100, Height: 100}})
 	if err != nil {
@@ -143,7 +153,7 @@ func TestRenderDelay(t *testing.T) {
 	}
 	wantColor(t, decode(t, img), 50, 50, red, 0)
 
-	img, err = c.Render(context.Background(), Job{URL: base + "/late", Options: Options{Width: 100, Height: 100, DelayMS: 1200}})
+	img, err = c.Render(context.Background(), Job{URL: base + "/late", Options: Options{Width: 100, Height: 100, DelayMS: 1600}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +196,26 @@ func TestRenderInvalidJobs(t *testing.T) {
 		var oe *OptionError
 		if !errors.As(err, &oe) || oe.Field != tt.field {
 			t.Errorf("Render(%+v) = %v, want an OptionError for %q", tt.job, err, tt.field)
+		}
+	}
+}
+
+// TestJobsAreIsolated: each job runs in its own browser context, so one
+// job's cookies and storage are invisible to the next.
+func TestJobsAreIsolated(t *testing.T) {
+	c, mux, base := sharedRenderer(t)
+	servePage(mux, "/isolation", `<!doctype html><body style="margin:0"><script>
+const seen = localStorage.getItem("seen") || document.cookie.includes("seen=1");
+document.body.style.background = seen ? "#0000ff" : "#ff0000";
+localStorage.setItem("seen", "1"); document.cookie = "seen=1; max-age=3600";
+</script></body>`)
+	for i := range 2 {
+		img, err := c.Render(context.Background(), Job{URL: base + "/isolation", Options: Options{Width: 100, Height: 100}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			wantColor(t, decode(t, img), 50, 50, red, 0)
 		}
 	}
 }
