@@ -9,6 +9,19 @@ import (
 	"time"
 )
 
+// Limits on what a coupon can be.
+const (
+	// MaxCouponCodeLen bounds a code; codes are ASCII letters, digits, '-'
+	// and '_', so they are easy to read out and type.
+	MaxCouponCodeLen = 64
+	// MaxCouponCredits bounds what one coupon adds, keeping balances far
+	// from overflow however many coupons a user redeems.
+	MaxCouponCredits = 1_000_000_000
+)
+
+// ErrCouponInvalid wraps the reason a new coupon was refused.
+var ErrCouponInvalid = errors.New("invalid coupon")
+
 // Coupon adds credits to the balances of the users who redeem it.
 type Coupon struct {
 	ID             int64
@@ -32,6 +45,36 @@ type NewCoupon struct {
 // NormalizeCouponCode is how codes compare: trimmed, case-insensitive.
 func NormalizeCouponCode(code string) string { return strings.ToUpper(strings.TrimSpace(code)) }
 
+// CheckCouponCode says what is wrong with a new coupon's code (already
+// normalised), or returns nil.
+func CheckCouponCode(code string) error {
+	switch {
+	case code == "":
+		return fmt.Errorf("%w: the code is empty", ErrCouponInvalid)
+	case len(code) > MaxCouponCodeLen:
+		return fmt.Errorf("%w: the code is longer than %d characters", ErrCouponInvalid, MaxCouponCodeLen)
+	}
+	for _, r := range code {
+		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("%w: the code may only contain letters A-Z, digits, '-' and '_'", ErrCouponInvalid)
+		}
+	}
+	return nil
+}
+
+func (nc NewCoupon) check() error {
+	if err := CheckCouponCode(NormalizeCouponCode(nc.Code)); err != nil {
+		return err
+	}
+	switch {
+	case nc.Credits <= 0 || nc.Credits > MaxCouponCredits:
+		return fmt.Errorf("%w: credits must be from 1 to %d", ErrCouponInvalid, MaxCouponCredits)
+	case nc.MaxRedemptions < 0:
+		return fmt.Errorf("%w: the maximum number of redemptions can't be negative", ErrCouponInvalid)
+	}
+	return nil
+}
+
 const couponColumns = `id, code, credits, max_redemptions, redemptions, expires_at, disabled_at, created_at`
 
 func scanCoupon(row interface{ Scan(...any) error }) (Coupon, error) {
@@ -47,8 +90,12 @@ func scanCoupon(row interface{ Scan(...any) error }) (Coupon, error) {
 	return c, err
 }
 
-// CreateCoupon stores a new coupon; a code in use is ErrCouponExists.
+// CreateCoupon stores a new coupon; a code in use (in any letter case) is
+// ErrCouponExists, and a coupon that could never work is ErrCouponInvalid.
 func (s *Store) CreateCoupon(ctx context.Context, nc NewCoupon) (Coupon, error) {
+	if err := nc.check(); err != nil {
+		return Coupon{}, fmt.Errorf("create coupon: %w", err)
+	}
 	c := Coupon{Code: NormalizeCouponCode(nc.Code), Credits: nc.Credits, MaxRedemptions: nc.MaxRedemptions, ExpiresAt: nc.ExpiresAt}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		now := s.now().Unix()

@@ -49,6 +49,8 @@ type Store struct {
 	read  *sql.DB
 	now   func() time.Time
 	path  string
+	// created is set when this Open made the schema: a fresh database.
+	created bool
 }
 
 // Options tune Open; the zero value is right for production.
@@ -124,6 +126,10 @@ func (s *Store) Close() error {
 // Path is the database file.
 func (s *Store) Path() string { return s.path }
 
+// Created reports whether this Open created the schema, that is whether
+// the database was new; serve greets a fresh install with it.
+func (s *Store) Created() bool { return s.created }
+
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.read.PingContext(ctx) }
 
@@ -162,6 +168,9 @@ func (s *Store) migrate(ctx context.Context) error {
 			}
 			_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 				version, strings.TrimSuffix(base, ".sql"), s.now().Unix())
+			if err == nil && version == 1 {
+				s.created = true
+			}
 			return err
 		})
 		if err != nil {
