@@ -64,6 +64,7 @@ type Chromium struct {
 	starting chan struct{}             // non-nil while a browser starts; closed when done
 	startErr error                     // error of the last start
 	browsers map[*chromiumProcess]bool // every browser process not yet stopped
+	starts   int                       // browsers started so far
 	jobs     sync.WaitGroup            // Render calls in flight
 	bg       sync.WaitGroup            // starts, watchers, retirements, late tab closes
 }
@@ -384,6 +385,7 @@ func (c *Chromium) launch() (*chromiumProcess, error) {
 	}
 	c.mu.Lock()
 	c.browsers[b] = true
+	c.starts++
 	c.mu.Unlock()
 	c.bg.Go(func() { c.watch(b) })
 	c.log.Info("Chromium started", "pid", b.pid)
@@ -525,4 +527,26 @@ func (c *Chromium) BrowserPID() int {
 		return 0
 	}
 	return c.cur.pid
+}
+
+// Stats is a snapshot of the renderer's load, for health checks and load
+// tests.
+type Stats struct {
+	Running    int // jobs holding a render slot
+	Waiting    int // jobs queued for a slot
+	Restarts   int // browser starts after the first (crashes, job limit)
+	BrowserPID int // the browser that takes new jobs, or 0
+}
+
+// Stats returns the current load of c.
+func (c *Chromium) Stats() Stats {
+	running := len(c.slots)
+	waiting := max(len(c.admit)-running, 0)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := Stats{Running: running, Waiting: waiting, Restarts: max(c.starts-1, 0)}
+	if c.cur != nil {
+		s.BrowserPID = c.cur.pid
+	}
+	return s
 }

@@ -61,7 +61,7 @@ func testLogger(t testing.TB) *slog.Logger {
 
 // sharedRenderer returns the shared Chromium and a mux on an allowed
 // loopback server. Register handlers on unique paths.
-func sharedRenderer(t *testing.T) (*Chromium, *http.ServeMux, string) {
+func sharedRenderer(t testing.TB) (*Chromium, *http.ServeMux, string) {
 	t.Helper()
 	requireChromium(t)
 	shared.once.Do(func() {

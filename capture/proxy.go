@@ -90,6 +90,7 @@ func startProxy(g *Guard, log *slog.Logger) (*proxy, error) {
 	p.srv = &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	go p.srv.Serve(ln) //nolint:errcheck // Serve returns ErrServerClosed after Close.

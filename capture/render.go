@@ -29,7 +29,7 @@ import (
 const (
 	// settleQuiet is how long the network must be idle after the load
 	// event before the capture: late images and fonts still make it.
-	settleQuiet = 150 * time.Millisecond
+	settleQuiet = 100 * time.Millisecond
 	// settleMax bounds that wait for pages that never go quiet (polling,
 	// streaming).
 	settleMax = time.Second
@@ -100,7 +100,9 @@ func (c *Chromium) openTab(ctx context.Context, b *chromiumProcess) (*tab, error
 // browser context, so that a finished job has really left nothing behind.
 func (c *Chromium) closeTab(b *chromiumProcess, t *tab) {
 	t.close()
-	if b.lost() {
+	if b.lost() || t.contextID == "" {
+		// Without its own context id the tab cannot be told from the
+		// browser's first tab, which must stay.
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tabGoneWait)
@@ -133,6 +135,7 @@ func (c *Chromium) closeTab(b *chromiumProcess, t *tab) {
 
 // renderOn renders job in a new tab of b.
 func (c *Chromium) renderOn(jobCtx context.Context, b *chromiumProcess, job Job) (Image, error) {
+	openStart := time.Now()
 	t, err := c.openTab(jobCtx, b)
 	if err != nil {
 		return Image{}, err
@@ -156,6 +159,7 @@ func (c *Chromium) renderOn(jobCtx context.Context, b *chromiumProcess, job Job)
 		inflight: make(map[network.RequestID]bool),
 		lastNet:  time.Now(),
 		loaded:   make(chan struct{}, 1),
+		opening:  time.Since(openStart),
 	}
 	if err := chromedp.Listen(ctx, pg.observe); err != nil {
 		return Image{}, fmt.Errorf("listen: %w", err)
@@ -192,7 +196,8 @@ type pageRun struct {
 	lastNet   time.Time
 	forbidden error
 
-	loaded chan struct{} // receives a value per load event of the page
+	loaded  chan struct{} // receives a value per load event of the page
+	opening time.Duration // how long the tab took to open
 }
 
 // observe sees every event of the tab, in order, on chromedp's reading
@@ -319,6 +324,7 @@ func truncate(s string, n int) string {
 // render loads the page, waits for it, and captures it.
 func (p *pageRun) render(ctx context.Context, job Job) (Image, error) {
 	o := job.Options
+	setupStart := time.Now()
 	if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
 		Behavior:         browser.SetDownloadBehaviorBehaviorDeny,
 		BrowserContextID: p.tab.contextID,
@@ -345,6 +351,8 @@ func (p *pageRun) render(ctx context.Context, job Job) (Image, error) {
 		return Image{}, fmt.Errorf("install page script: %w", err)
 	}
 
+	start := time.Now()
+	setup := time.Since(setupStart)
 	if job.URL != "" {
 		if err := p.navigate(ctx, job.URL); err != nil {
 			return Image{}, err
@@ -352,16 +360,22 @@ func (p *pageRun) render(ctx context.Context, job Job) (Image, error) {
 	} else if err := p.setContent(ctx, job.HTML); err != nil {
 		return Image{}, err
 	}
-
+	loaded := time.Now()
 	if err := p.settle(ctx); err != nil {
 		return Image{}, err
 	}
+	settled := time.Now()
 	if o.DelayMS > 0 {
 		if err := sleep(ctx, time.Duration(o.DelayMS)*time.Millisecond); err != nil {
 			return Image{}, err
 		}
 	}
-	return p.capture(ctx, o)
+	shotAt := time.Now()
+	img, err := p.capture(ctx, o)
+	p.c.log.Debug("rendered",
+		"open", p.opening, "setup", setup, "load", loaded.Sub(start), "settle", settled.Sub(loaded),
+		"capture", time.Since(shotAt), "bytes", len(img.Data), "err", err)
+	return img, err
 }
 
 // navigate loads rawURL and waits for its load event.

@@ -219,3 +219,28 @@ localStorage.setItem("seen", "1"); document.cookie = "seen=1; max-age=3600";
 		}
 	}
 }
+
+// BenchmarkRender measures one render on the shared browser, a page from a
+// loopback server and an HTML job, run with the configured concurrency.
+func BenchmarkRender(b *testing.B) {
+	c, mux, base := sharedRenderer(b)
+	servePage(mux, "/bench", colourPage)
+	for _, job := range []struct {
+		name string
+		job  Job
+	}{
+		{"url-png", Job{URL: base + "/bench", Options: Options{Width: 800, Height: 600}}},
+		{"html-jpeg", Job{HTML: colourPage, Options: Options{Width: 800, Height: 600, Format: FormatJPEG}}},
+	} {
+		b.Run(job.name, func(b *testing.B) {
+			b.SetParallelism(1) // GOMAXPROCS goroutines, at most Concurrency render at once
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := c.Render(context.Background(), job.job); err != nil {
+						b.Error(err)
+					}
+				}
+			})
+		})
+	}
+}

@@ -110,7 +110,12 @@ func TestQueueAndConcurrencyLimits(t *testing.T) {
 		go func() { _, err := c.Render(context.Background(), Job{URL: base + "/slow"}); errs <- err }()
 		<-hit // the first job runs
 		go func() { _, err := c.Render(context.Background(), Job{URL: base + "/slow"}); errs <- err }()
-		time.Sleep(100 * time.Millisecond) // the second job waits in the queue
+		if !waitFor(time.Second, func() bool { return c.Stats().Waiting == 1 }) {
+			t.Fatalf("the second job is not queued: %+v", c.Stats())
+		}
+		if s := c.Stats(); s.Running != 1 {
+			t.Fatalf("stats %+v, want one running", s)
+		}
 
 		start := time.Now()
 		_, err := c.Render(context.Background(), Job{URL: base + "/slow"})
@@ -229,6 +234,9 @@ func TestBrowserCrashRecovery(t *testing.T) {
 	wantColor(t, decode(t, img), 10, 10, blue, 0)
 	if next := c.BrowserPID(); next == pid || next == 0 {
 		t.Errorf("browser PID %d after the crash of %d", next, pid)
+	}
+	if s := c.Stats(); s.Restarts != 1 || s.BrowserPID != c.BrowserPID() {
+		t.Errorf("stats after one crash: %+v", s)
 	}
 	if !waitFor(3*time.Second, func() bool { return !processExists(pid) }) {
 		t.Errorf("the killed browser %d is still there", pid)
