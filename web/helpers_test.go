@@ -62,7 +62,17 @@ type testEnv struct {
 	logs  *logBuffer
 }
 
-type envOption func(*Config)
+// envSettings are what a test may change about its server.
+type envSettings struct {
+	cfg      Config
+	renderer Renderer
+}
+
+type envOption func(*envSettings)
+
+func withConfig(f func(*Config)) envOption { return func(s *envSettings) { f(&s.cfg) } }
+
+func withRenderer(r Renderer) envOption { return func(s *envSettings) { s.renderer = r } }
 
 func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	t.Helper()
@@ -72,15 +82,15 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 		t.Fatal(err)
 	}
 	logs := &logBuffer{}
-	cfg := Config{
+	env := envSettings{cfg: Config{
 		SessionSecret: []byte("0123456789abcdef0123456789abcdef-test"),
 		PasswordCost:  bcrypt.MinCost,
 		Now:           clock.Now,
-	}
+	}}
 	for _, o := range opts {
-		o(&cfg)
+		o(&env)
 	}
-	srv, err := NewServer(cfg, st, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	srv, err := NewServer(env.cfg, st, env.renderer, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,9 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// routes lists every route in one place.
+// routes lists every route in one place. Middleware is attached per route
+// rather than by groups, so an unknown path answers 404 and a known path
+// asked with the wrong method answers 405.
 func (s *Server) routes() {
 	e := s.echo
 	e.Use(s.recoverPanics, s.logRequests, s.securityHeaders)
@@ -14,24 +16,31 @@ func (s *Server) routes() {
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
 	e.GET("/static/*", s.handleStatic)
 
-	pages := e.Group("", s.limitFormBody, s.loadSession, s.checkCSRF)
-	pages.GET("/", s.handleHome)
-	pages.GET("/signup", s.handleSignupForm)
-	pages.POST("/signup", s.handleSignup)
-	pages.GET("/login", s.handleLoginForm)
-	pages.POST("/login", s.handleLogin)
-	pages.POST("/logout", s.handleLogout)
+	// The API: x-api-key only, no session, no CSRF.
+	e.GET("/api/v1/me", s.handleMe, s.requireAPIKey)
+	e.POST("/api/v1/screenshots", s.handleScreenshot, s.requireAPIKey)
+	e.POST("/api/v1/html-to-image", s.handleHTMLToImage, s.requireAPIKey)
 
-	account := pages.Group("/account", s.requireUser)
-	account.GET("", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/account/profile") })
-	account.GET("/profile", s.handleProfile)
-	account.GET("/api-keys", s.handleAPIKeys)
-	account.POST("/api-keys", s.handleCreateAPIKey)
-	account.POST("/api-keys/:id/deactivate", s.handleSetAPIKeyActive(false))
-	account.POST("/api-keys/:id/activate", s.handleSetAPIKeyActive(true))
-	account.POST("/api-keys/:id/rotate", s.handleRotateAPIKey)
-	account.GET("/api-keys/:id/delete", s.handleConfirmDeleteAPIKey)
-	account.POST("/api-keys/:id/delete", s.handleDeleteAPIKey)
-	account.DELETE("/api-keys/:id", s.handleDeleteAPIKey)
-	account.GET("/coupons", s.handleCoupons)
+	// Pages: a session, and a CSRF check on every state-changing request.
+	page := []echo.MiddlewareFunc{s.limitFormBody, s.loadSession, s.checkCSRF}
+	account := append(page, s.requireUser)
+
+	e.GET("/", s.handleHome, page...)
+	e.GET("/signup", s.handleSignupForm, page...)
+	e.POST("/signup", s.handleSignup, page...)
+	e.GET("/login", s.handleLoginForm, page...)
+	e.POST("/login", s.handleLogin, page...)
+	e.POST("/logout", s.handleLogout, page...)
+
+	e.GET("/account", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/account/profile") }, account...)
+	e.GET("/account/profile", s.handleProfile, account...)
+	e.GET("/account/api-keys", s.handleAPIKeys, account...)
+	e.POST("/account/api-keys", s.handleCreateAPIKey, account...)
+	e.POST("/account/api-keys/:id/deactivate", s.handleSetAPIKeyActive(false), account...)
+	e.POST("/account/api-keys/:id/activate", s.handleSetAPIKeyActive(true), account...)
+	e.POST("/account/api-keys/:id/rotate", s.handleRotateAPIKey, account...)
+	e.GET("/account/api-keys/:id/delete", s.handleConfirmDeleteAPIKey, account...)
+	e.POST("/account/api-keys/:id/delete", s.handleDeleteAPIKey, account...)
+	e.DELETE("/account/api-keys/:id", s.handleDeleteAPIKey, account...)
+	e.GET("/account/coupons", s.handleCoupons, account...)
 }

@@ -32,6 +32,8 @@ type Config struct {
 	LoginFailureWindow time.Duration
 	// UsageFlushInterval is how often API key usage is written (default 1 s).
 	UsageFlushInterval time.Duration
+	// RateLimit is how many renders one key may ask for a minute (default 60).
+	RateLimit int
 	// Now replaces the clock, for tests.
 	Now func() time.Time
 }
@@ -58,6 +60,12 @@ func (c *Config) setDefaults() error {
 	if c.LoginFailureWindow == 0 {
 		c.LoginFailureWindow = 15 * time.Minute
 	}
+	if c.RateLimit == 0 {
+		c.RateLimit = 60
+	}
+	if c.RateLimit < 0 {
+		return errors.New("web: rate limit must be positive")
+	}
 	if c.UsageFlushInterval == 0 {
 		c.UsageFlushInterval = time.Second
 	}
@@ -71,11 +79,14 @@ func (c *Config) setDefaults() error {
 type Server struct {
 	cfg      Config
 	store    *store.Store
+	renderer Renderer
 	log      *slog.Logger
 	echo     *echo.Echo
 	sessions *SessionStore
 	reveals  *revealCache
 	usage    *usageRecorder
+	limiter  *keyLimiter
+	reserved *reservations
 	origins  *http.CrossOriginProtection
 	dummy    []byte // a password hash to compare against when no account matches
 
@@ -85,8 +96,9 @@ type Server struct {
 }
 
 // NewServer builds the server and starts its background work (usage
-// flushing, session clean-up); Close stops it.
-func NewServer(cfg Config, st *store.Store, logger *slog.Logger) (*Server, error) {
+// flushing, session clean-up); Close stops it. A nil renderer makes the
+// render endpoints answer 503.
+func NewServer(cfg Config, st *store.Store, renderer Renderer, logger *slog.Logger) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -100,10 +112,13 @@ func NewServer(cfg Config, st *store.Store, logger *slog.Logger) (*Server, error
 	s := &Server{
 		cfg:      cfg,
 		store:    st,
+		renderer: renderer,
 		log:      logger,
 		sessions: newSessionStore(st, cfg),
 		reveals:  newRevealCache(cfg.Now),
 		usage:    newUsageRecorder(),
+		limiter:  newKeyLimiter(cfg.RateLimit),
+		reserved: newReservations(),
 		origins:  http.NewCrossOriginProtection(),
 		dummy:    dummy,
 	}

@@ -1,0 +1,399 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/labstack/echo/v4"
+
+	"github.com/peekshot/peekshot/apikey"
+	"github.com/peekshot/peekshot/capture"
+	"github.com/peekshot/peekshot/store"
+)
+
+// maxAPIBody bounds an API request body (SPEC §4).
+const maxAPIBody = 2 << 20
+
+// Renderer is what the API needs to turn a job into an image;
+// capture.Chromium is the real one.
+type Renderer interface {
+	Render(ctx context.Context, job capture.Job) (capture.Image, error)
+}
+
+func apiErr(status int, code, msg string) *httpError {
+	return &httpError{Status: status, Code: code, Title: http.StatusText(status), Message: msg}
+}
+
+var (
+	errMissingKey = apiErr(http.StatusUnauthorized, "missing_api_key",
+		"Send your API key in the x-api-key header. Create one in Account → API Keys.")
+	errKeyInURL = apiErr(http.StatusUnauthorized, "missing_api_key",
+		"API keys are not accepted in the URL, where they end up in logs. Send the key in the x-api-key header.")
+	errInvalidKey = apiErr(http.StatusUnauthorized, "invalid_api_key",
+		"This API key is not valid. Check that you copied all of it, or create a new one in Account → API Keys.")
+	errExpiredKey = apiErr(http.StatusUnauthorized, "api_key_expired",
+		"This API key expired after it was rotated. Use the key that replaced it, shown in Account → API Keys.")
+	errInactiveKey = apiErr(http.StatusForbidden, "api_key_inactive",
+		"This API key is deactivated: activate it in Account → API Keys.")
+	errNoCredits = apiErr(http.StatusPaymentRequired, "insufficient_credits",
+		"Your account has no credits left for this render. Redeem a coupon in Account → Redeem Coupon.")
+	errNotJSON = apiErr(http.StatusUnsupportedMediaType, "unsupported_media_type",
+		"Send the request body as JSON with Content-Type: application/json.")
+	errAPITooLarge = apiErr(http.StatusRequestEntityTooLarge, "payload_too_large",
+		"The request body is larger than 2 MiB.")
+	errRenderTimeout = apiErr(http.StatusGatewayTimeout, "render_timeout",
+		"The page did not finish rendering in time (30 seconds at most). Nothing was charged.")
+	errRendererDown = apiErr(http.StatusServiceUnavailable, "renderer_unavailable",
+		"The renderer is restarting or unavailable. Nothing was charged; please retry in a few seconds.")
+	errRendererBusy = apiErr(http.StatusTooManyRequests, "rate_limited",
+		"PeekShot is rendering at full capacity. Nothing was charged; please retry in a few seconds.")
+)
+
+func invalidRequest(msg string) *httpError {
+	return apiErr(http.StatusBadRequest, "invalid_request", msg)
+}
+
+// requireAPIKey authenticates an API request by its x-api-key header only.
+// A malformed key is refused by its checksum before any database work;
+// status is checked on every request, so deactivation, deletion and expiry
+// take effect on the very next one.
+func (s *Server) requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		raw := r.Header.Get("x-api-key")
+		if raw == "" {
+			q := r.URL.Query()
+			if q.Has("x-api-key") || q.Has("api_key") || q.Has("apikey") || q.Has("key") {
+				return errKeyInURL
+			}
+			return errMissingKey
+		}
+		hash, err := apikey.Parse(raw)
+		if err != nil {
+			return errInvalidKey
+		}
+		k, err := s.store.APIKeyByHash(r.Context(), hash)
+		if errors.Is(err, store.ErrNotFound) {
+			return errInvalidKey
+		}
+		if err != nil {
+			return err
+		}
+		now := s.cfg.Now()
+		switch k.Status(now) {
+		case store.KeyExpired:
+			return errExpiredKey
+		case store.KeyInactive:
+			return errInactiveKey
+		}
+		s.usage.record(k.ID, now)
+		c.Set(ctxKey, &k)
+		return next(c)
+	}
+}
+
+type meResponse struct {
+	Email   string `json:"email"`
+	Credits int64  `json:"credits"`
+	Key     struct {
+		ID     int64  `json:"id"`
+		Label  string `json:"label"`
+		Masked string `json:"masked"`
+	} `json:"key"`
+}
+
+func (s *Server) handleMe(c echo.Context) error {
+	k := currentKey(c)
+	u, err := s.store.UserByID(c.Request().Context(), k.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return errInvalidKey // the account was deleted a moment ago
+	}
+	if err != nil {
+		return err
+	}
+	var res meResponse
+	res.Email, res.Credits = u.Email, u.Credits
+	res.Key.ID, res.Key.Label, res.Key.Masked = k.ID, k.Label, k.Masked()
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, res)
+}
+
+// renderRequest is the JSON body of both render endpoints. Pointers tell a
+// field that was sent from one that was not.
+type renderRequest struct {
+	URL               *string  `json:"url"`
+	HTML              *string  `json:"html"`
+	Width             *int     `json:"width"`
+	Height            *int     `json:"height"`
+	FullPage          *bool    `json:"full_page"`
+	Format            *string  `json:"format"`
+	Quality           *int     `json:"quality"`
+	DelayMS           *int     `json:"delay_ms"`
+	DeviceScaleFactor *float64 `json:"device_scale_factor"`
+}
+
+// decodeRenderRequest reads the body strictly: JSON only, at most 2 MiB
+// (also when chunked), one object, no unknown or duplicate fields.
+func decodeRenderRequest(c echo.Context) (renderRequest, error) {
+	var req renderRequest
+	r := c.Request()
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return req, errNotJSON
+	}
+	if r.ContentLength > maxAPIBody {
+		return req, errAPITooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxAPIBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return req, errAPITooLarge
+	}
+	if err != nil {
+		return req, invalidRequest("The request body could not be read.")
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return req, invalidRequest("The request body is empty; send a JSON object such as {\"url\": \"https://example.com\"}.")
+	}
+	if err := json.Unmarshal(body, &req, json.RejectUnknownMembers(true)); err != nil {
+		return req, invalidRequest(describeJSONError(err))
+	}
+	return req, nil
+}
+
+// describeJSONError turns a decoding error into a sentence about the field.
+func describeJSONError(err error) string {
+	var syn *jsontext.SyntacticError
+	var sem *json.SemanticError
+	switch {
+	case errors.Is(err, jsontext.ErrDuplicateName):
+		return fmt.Sprintf("The field %q appears more than once.", fieldName(err))
+	case errors.Is(err, json.ErrUnknownName):
+		return fmt.Sprintf("Unknown field %q. Valid fields: url, html, width, height, full_page, format, quality, delay_ms, device_scale_factor.", fieldName(err))
+	case errors.As(err, &syn):
+		if strings.Contains(syn.Error(), "invalid UTF-8") {
+			return "The request body is not valid UTF-8."
+		}
+		return fmt.Sprintf("The request body is not valid JSON (near byte %d).", syn.ByteOffset)
+	case errors.As(err, &sem):
+		field := strings.TrimPrefix(string(sem.JSONPointer), "/")
+		if field == "" {
+			return "The request body must be a JSON object."
+		}
+		switch field {
+		case "url", "html", "format":
+			return fmt.Sprintf("%s must be a string.", field)
+		case "full_page":
+			return "full_page must be true or false."
+		case "device_scale_factor":
+			return "device_scale_factor must be a number."
+		default:
+			return fmt.Sprintf("%s must be a whole number within its range.", field)
+		}
+	}
+	return "The request body is not valid JSON."
+}
+
+func fieldName(err error) string {
+	var sem *json.SemanticError
+	if errors.As(err, &sem) && sem.JSONPointer != "" {
+		return strings.TrimPrefix(string(sem.JSONPointer.LastToken()), "/")
+	}
+	var syn *jsontext.SyntacticError
+	if errors.As(err, &syn) && syn.JSONPointer != "" {
+		return syn.JSONPointer.LastToken()
+	}
+	return "?"
+}
+
+// job builds and checks a render job. wantURL says which endpoint asked.
+func (req renderRequest) job(wantURL bool) (capture.Job, error) {
+	var j capture.Job
+	if wantURL {
+		if req.HTML != nil {
+			return j, invalidRequest("This endpoint renders a URL; send \"url\", or use /api/v1/html-to-image for HTML.")
+		}
+		if req.URL == nil || strings.TrimSpace(*req.URL) == "" {
+			return j, invalidRequest("url is required, e.g. {\"url\": \"https://example.com\"}.")
+		}
+		j.URL = strings.TrimSpace(*req.URL)
+		if err := checkURLShape(j.URL); err != nil {
+			return j, err
+		}
+	} else {
+		if req.URL != nil {
+			return j, invalidRequest("This endpoint renders HTML; send \"html\", or use /api/v1/screenshots for a URL.")
+		}
+		if req.HTML == nil || strings.TrimSpace(*req.HTML) == "" {
+			return j, invalidRequest("html is required, e.g. {\"html\": \"<h1>Hello</h1>\"}.")
+		}
+		j.HTML = *req.HTML
+	}
+	o := &j.Options
+	// A field that was sent must be in range; only absent fields get defaults.
+	for _, f := range []struct {
+		name     string
+		v        *int
+		dst      *int
+		min, max int
+	}{
+		{"width", req.Width, &o.Width, capture.MinViewport, capture.MaxViewport},
+		{"height", req.Height, &o.Height, capture.MinViewport, capture.MaxViewport},
+		{"quality", req.Quality, &o.Quality, 1, 100},
+		{"delay_ms", req.DelayMS, &o.DelayMS, 0, capture.MaxDelayMS},
+	} {
+		if f.v == nil {
+			continue
+		}
+		if *f.v < f.min || *f.v > f.max {
+			return j, invalidRequest(fmt.Sprintf("%s must be between %d and %d.", f.name, f.min, f.max))
+		}
+		*f.dst = *f.v
+	}
+	if req.DeviceScaleFactor != nil {
+		d := *req.DeviceScaleFactor
+		if math.IsNaN(d) || d < capture.MinDeviceScale || d > capture.MaxDeviceScale {
+			return j, invalidRequest(fmt.Sprintf("device_scale_factor must be between %v and %v.", capture.MinDeviceScale, capture.MaxDeviceScale))
+		}
+		o.DeviceScaleFactor = d
+	}
+	if req.FullPage != nil {
+		o.FullPage = *req.FullPage
+	}
+	if req.Format != nil {
+		if *req.Format == "" {
+			return j, invalidRequest(`format must be "png", "jpeg" or "webp".`)
+		}
+		o.Format = strings.ToLower(*req.Format)
+	}
+	if err := o.Normalize(); err != nil {
+		return j, invalidRequest(sentence(err.Error()))
+	}
+	return j, nil
+}
+
+// checkURLShape refuses what can never be rendered before anything is
+// reserved; the renderer's guard then checks where the host resolves.
+func checkURLShape(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return invalidRequest("url is not a valid URL.")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return invalidRequest("url must start with http:// or https://.")
+	case u.Host == "" || u.Hostname() == "":
+		return invalidRequest("url must include a host name, e.g. https://example.com.")
+	case len(raw) > 8192:
+		return invalidRequest("url must be at most 8192 characters.")
+	}
+	return nil
+}
+
+func sentence(s string) string {
+	if s == "" || strings.HasSuffix(s, ".") {
+		return s
+	}
+	return s + "."
+}
+
+func (s *Server) handleScreenshot(c echo.Context) error   { return s.handleRender(c, true) }
+func (s *Server) handleHTMLToImage(c echo.Context) error { return s.handleRender(c, false) }
+
+// handleRender renders a URL or HTML for the key's owner: rate limit,
+// strict input, a credit reserved, the render, then the debit with its
+// ledger row. A failed render costs nothing.
+func (s *Server) handleRender(c echo.Context, wantURL bool) error {
+	k := currentKey(c)
+	ctx := c.Request().Context()
+	if ok, wait := s.limiter.allow(k.ID, s.cfg.Now()); !ok {
+		e := *apiErr(http.StatusTooManyRequests, "rate_limited",
+			fmt.Sprintf("This key is limited to %d renders a minute. Retry after the time in the Retry-After header.", s.cfg.RateLimit))
+		e.RetryAfter = int(math.Ceil(wait.Seconds()))
+		return &e
+	}
+	req, err := decodeRenderRequest(c)
+	if err != nil {
+		return err
+	}
+	job, err := req.job(wantURL)
+	if err != nil {
+		return err
+	}
+	if s.renderer == nil {
+		return errRendererDown
+	}
+	ok, err := s.reserved.reserve(ctx, k.UserID, s.store.Credits)
+	if errors.Is(err, store.ErrNotFound) {
+		return errInvalidKey
+	}
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errNoCredits
+	}
+	defer s.reserved.release(k.UserID)
+
+	start := time.Now()
+	img, err := s.renderer.Render(ctx, job)
+	if err != nil {
+		return renderError(err)
+	}
+	balance, err := s.store.ChargeRender(ctx, k.UserID, k.ID)
+	switch {
+	case errors.Is(err, store.ErrInsufficientCredits):
+		return errNoCredits
+	case err != nil:
+		return err
+	}
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Credits-Remaining", strconv.FormatInt(balance, 10))
+	h.Set("X-Image-Width", strconv.Itoa(img.Width))
+	h.Set("X-Image-Height", strconv.Itoa(img.Height))
+	h.Set("X-Render-Ms", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
+	return c.Blob(http.StatusOK, img.ContentType, img.Data)
+}
+
+// renderError maps renderer failures to the API's errors.
+func renderError(err error) error {
+	var oe *capture.OptionError
+	var fe *capture.ForbiddenError
+	switch {
+	case errors.As(err, &oe):
+		return invalidRequest(sentence(oe.Message))
+	case errors.As(err, &fe), errors.Is(err, capture.ErrForbiddenTarget):
+		msg := "The URL, or a page it redirects to, resolves to a loopback, private, link-local or metadata address, which PeekShot does not render."
+		if fe != nil && fe.Error() != "" {
+			msg = sentence(fe.Error())
+		}
+		return apiErr(http.StatusForbidden, "forbidden_target", msg)
+	case errors.Is(err, capture.ErrTimeout):
+		return errRenderTimeout
+	case errors.Is(err, capture.ErrBusy):
+		e := *errRendererBusy
+		e.RetryAfter = 2
+		return &e
+	case errors.Is(err, capture.ErrTargetUnreachable):
+		detail := strings.TrimPrefix(err.Error(), capture.ErrTargetUnreachable.Error()+": ")
+		return apiErr(http.StatusBadGateway, "target_unreachable", "The page could not be loaded: "+sentence(detail)+" Nothing was charged.")
+	case errors.Is(err, capture.ErrUnavailable):
+		e := *errRendererDown
+		e.RetryAfter = 2
+		return &e
+	case errors.Is(err, context.Canceled):
+		return apiErr(499, "client_closed_request", "The request was cancelled.")
+	}
+	return err
+}
