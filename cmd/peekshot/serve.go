@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/peekshot/peekshot/capture"
 	"github.com/peekshot/peekshot/store"
 	"github.com/peekshot/peekshot/web"
 )
@@ -37,7 +38,21 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	defer st.Close()
 
-	srv, err := web.NewServer(web.Config{SessionSecret: secret}, st, log)
+	renderer, err := capture.New(ctx, capture.Config{
+		ChromePath:  cfg.Chrome,
+		Concurrency: cfg.RenderConcurrency,
+		Guard:       capture.NewGuard(capture.GuardConfig{AllowPrivate: cfg.AllowPrivateTargets}),
+		Logger:      log.With("component", "renderer"),
+	})
+	if err != nil {
+		return err
+	}
+	defer renderer.Close()
+	if cfg.AllowPrivateTargets {
+		log.Warn("PEEKSHOT_ALLOW_PRIVATE_TARGETS is on: the API will render loopback and private addresses")
+	}
+
+	srv, err := web.NewServer(web.Config{SessionSecret: secret, RateLimit: cfg.RateLimit}, st, renderer, log)
 	if err != nil {
 		return err
 	}
