@@ -264,3 +264,18 @@ type RedeemResult struct {
 	Credits int64
 	Balance int64
 }
+
+// Message says what a redemption did, for the inline result and the flash
+// a plain form post gets.
+func (r RedeemResult) Message() string {
+	return CreditsText(r.Credits) + " added with " + r.Code + ". Your balance is now " + CreditsText(r.Balance) + "."
+}
+
+// CreditsText is an amount of credits as a sentence says it: "1 credit",
+// "1,500 credits".
+func CreditsText(n int64) string {
+	if n == 1 {
+		return "1 credit"
+	}
+	return FormatInt(n) + " credits"
+}

@@ -34,6 +34,9 @@ func (s *Server) routes() {
 
 	e.GET("/account", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/account/profile") }, account...)
 	e.GET("/account/profile", s.handleProfile, account...)
+	e.POST("/account/profile", s.handleUpdateName, account...)
+	e.POST("/account/password", s.handleChangePassword, account...)
+	e.POST("/account/delete", s.handleDeleteAccount, account...)
 	e.GET("/account/api-keys", s.handleAPIKeys, account...)
 	e.POST("/account/api-keys", s.handleCreateAPIKey, account...)
 	e.POST("/account/api-keys/:id/deactivate", s.handleSetAPIKeyActive(false), account...)
@@ -43,4 +46,5 @@ func (s *Server) routes() {
 	e.POST("/account/api-keys/:id/delete", s.handleDeleteAPIKey, account...)
 	e.DELETE("/account/api-keys/:id", s.handleDeleteAPIKey, account...)
 	e.GET("/account/coupons", s.handleCoupons, account...)
+	e.POST("/account/coupons/redeem", s.handleRedeemCoupon, account...)
 }
