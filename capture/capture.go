@@ -5,6 +5,18 @@
 //
 // The web layer depends only on the small Renderer interface, the Options and
 // Job types and the sentinel errors below; Chromium is the real implementation.
+//
+// The guard is enforced in three places, each for its own reason:
+//   - Render checks the job's URL before it queues, so a refused target is
+//     answered at once (ErrForbiddenTarget) and costs no tab.
+//   - Chromium sends every request, loopback included, through an in-process
+//     forward proxy that resolves the host once, checks every address and
+//     dials only the address it checked. This covers redirects,
+//     sub-resources, iframes, workers and WebSockets, and leaves no window
+//     for DNS rebinding.
+//   - Each tab intercepts its requests (the Fetch domain) to refuse schemes
+//     that never reach a proxy (file:, chrome:, ...) and to tell a refused
+//     main document or redirect from one that is merely unreachable.
 package capture
 
 import (

@@ -269,6 +269,7 @@ func (c *Chromium) acquire(ctx context.Context) (*chromiumProcess, error) {
 			b.inflight++
 			if b.jobs >= c.cfg.MaxJobsPerBrowser {
 				// Let the jobs on it finish while a fresh one starts.
+				c.log.Info("replacing Chromium", "reason", "job limit reached", "jobs", b.jobs, "pid", b.pid)
 				b.retiring = true
 				c.cur = nil
 				c.startLocked()
@@ -304,7 +305,7 @@ func (c *Chromium) releaseBrowser(b *chromiumProcess) {
 	}
 	c.mu.Unlock()
 	if retire {
-		c.log.Info("restarting Chromium", "reason", "job limit reached", "jobs", b.jobs, "pid", b.pid)
+		c.log.Info("stopping a replaced Chromium", "pid", b.pid)
 		c.bg.Go(b.release)
 	}
 }
@@ -316,7 +317,7 @@ func (c *Chromium) retire(b *chromiumProcess, reason string) {
 	if b.retiring || b.stopping {
 		return
 	}
-	c.log.Warn("restarting Chromium", "reason", reason, "pid", b.pid)
+	c.log.Warn("replacing Chromium", "reason", reason, "pid", b.pid)
 	b.retiring = true
 	if c.cur == b {
 		c.cur = nil

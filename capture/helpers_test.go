@@ -31,6 +31,9 @@ var shared struct {
 	srv  *httptest.Server
 	mux  *http.ServeMux
 	err  error
+
+	mu    sync.Mutex
+	tests int // prefixes handed out, so that -count=N can register again
 }
 
 func TestMain(m *testing.M) {
@@ -59,8 +62,9 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// sharedRenderer returns the shared Chromium and a mux on an allowed
-// loopback server. Register handlers on unique paths.
+// sharedRenderer returns the shared Chromium, a mux of the test's own on an
+// allowed loopback server, and the base URL of that mux (it lives under a
+// path prefix, so pages should use relative links).
 func sharedRenderer(t testing.TB) (*Chromium, *http.ServeMux, string) {
 	t.Helper()
 	requireChromium(t)
@@ -73,7 +77,13 @@ func sharedRenderer(t testing.TB) (*Chromium, *http.ServeMux, string) {
 	if shared.err != nil {
 		t.Fatalf("start Chromium: %v", shared.err)
 	}
-	return shared.c, shared.mux, shared.srv.URL
+	shared.mu.Lock()
+	shared.tests++
+	prefix := fmt.Sprintf("/t%d", shared.tests)
+	shared.mu.Unlock()
+	mux := http.NewServeMux()
+	shared.mux.Handle(prefix+"/", http.StripPrefix(prefix, mux))
+	return shared.c, mux, shared.srv.URL + prefix
 }
 
 // newRenderer starts a private Chromium for tests that change its settings

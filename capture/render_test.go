@@ -169,7 +169,7 @@ func TestRenderWaitsForLateResources(t *testing.T) {
 		fmt.Fprint(w, `<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><rect width="100" height="100" fill="#0000ff"/></svg>`)
 	})
 	servePage(mux, "/late-img", `<!doctype html><body style="margin:0;background:#ff0000"><img id="i" style="display:block">
-<script>addEventListener("load", () => { document.getElementById("i").src = "/slow-img.svg" })</script></body>`)
+<script>addEventListener("load", () => { document.getElementById("i").src = "slow-img.svg" })</script></body>`)
 	img, err := c.Render(context.Background(), Job{URL: base + "/late-img", Options: Options{Width: 200, Height: 200}})
 	if err != nil {
 		t.Fatal(err)

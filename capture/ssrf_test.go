@@ -59,7 +59,9 @@ func TestSSRFRedirectToBlocked(t *testing.T) {
 		http.Redirect(w, r, blocked.URL+"/secret", http.StatusFound)
 	})
 	mux.HandleFunc("/redirect-chain", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/redirect-to-blocked", http.StatusMovedPermanently)
+		// A relative Location, resolved by the browser against the full URL.
+		w.Header().Set("Location", "redirect-to-blocked")
+		w.WriteHeader(http.StatusMovedPermanently)
 	})
 	mux.HandleFunc("/redirect-to-file", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "file:///etc/passwd", http.StatusFound)
