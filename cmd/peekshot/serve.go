@@ -69,6 +69,9 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("PeekShot is listening", "addr", ln.Addr().String(), "db", cfg.DB)
+	if st.Created() {
+		fmt.Fprint(stdout, firstStartHint(cfg))
+	}
 	served := make(chan error, 1)
 	go func() { served <- httpSrv.Serve(ln) }()
 
