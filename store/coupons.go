@@ -168,14 +168,22 @@ type Redemption struct {
 
 // RedeemCoupon adds a coupon's credits to a user's balance, with its ledger
 // row, and returns the coupon and the new balance. Unknown, disabled,
-// expired, exhausted and already-redeemed codes change nothing. The
-// immediate transaction serialises redeemers, and the schema's CHECK and
-// primary key would refuse an over-redemption even if it did not.
+// expired, exhausted and already-redeemed codes change nothing; a user
+// deleted meanwhile is ErrNotFound. The immediate transaction serialises
+// redeemers, and the schema's CHECK and primary key would refuse an
+// over-redemption even if it did not.
 func (s *Store) RedeemCoupon(ctx context.Context, userID int64, code string) (Coupon, int64, error) {
 	var c Coupon
 	var balance int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		now := s.now()
+		var users int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE id = ?`, userID).Scan(&users); err != nil {
+			return err
+		}
+		if users == 0 {
+			return ErrNotFound
+		}
 		var err error
 		c, err = scanCoupon(tx.QueryRowContext(ctx, `SELECT `+couponColumns+` FROM coupons WHERE code = ?`, NormalizeCouponCode(code)))
 		switch {

