@@ -65,6 +65,7 @@ type Chromium struct {
 	startErr error                     // error of the last start
 	browsers map[*chromiumProcess]bool // every browser process not yet stopped
 	starts   int                       // browsers started so far
+	sandbox  bool                      // start Chromium with its sandbox
 	jobs     sync.WaitGroup            // Render calls in flight
 	bg       sync.WaitGroup            // starts, watchers, retirements, late tab closes
 }
@@ -152,6 +153,7 @@ func New(ctx context.Context, cfg Config) (*Chromium, error) {
 		shutdown:       shutdown,
 		cancelShutdown: cancelShutdown,
 		browsers:       make(map[*chromiumProcess]bool),
+		sandbox:        os.Geteuid() != 0,
 	}
 	c.mu.Lock()
 	started := c.startLocked()
@@ -357,7 +359,23 @@ func (c *Chromium) startLocked() <-chan struct{} {
 
 // launch starts one Chromium process and its watcher.
 func (c *Chromium) launch() (*chromiumProcess, error) {
-	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), c.allocatorOptions()...)
+	c.mu.Lock()
+	sandbox := c.sandbox
+	c.mu.Unlock()
+	b, err := c.launchWith(sandbox)
+	if err != nil && sandbox {
+		// Containers often lack what the sandbox needs (user namespaces).
+		c.log.Warn("Chromium did not start with its sandbox; starting it without", "err", err)
+		c.mu.Lock()
+		c.sandbox = false
+		c.mu.Unlock()
+		b, err = c.launchWith(false)
+	}
+	return b, err
+}
+
+func (c *Chromium) launchWith(sandbox bool) (*chromiumProcess, error) {
+	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), c.allocatorOptions(sandbox)...)
 	logf := func(format string, args ...any) { c.log.Debug("chromedp: " + fmt.Sprintf(format, args...)) }
 	bctx, bcancel := chromedp.NewContext(allocCtx, chromedp.WithLogf(logf), chromedp.WithErrorf(logf))
 
@@ -415,9 +433,12 @@ func (c *Chromium) watch(b *chromiumProcess) {
 	}
 }
 
-func (c *Chromium) allocatorOptions() []chromedp.ExecAllocatorOption {
+func (c *Chromium) allocatorOptions(sandbox bool) []chromedp.ExecAllocatorOption {
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(c.cfg.ChromePath),
+		// The sandbox contains a page that exploits the renderer; it cannot
+		// run as root, which is where the tests and many containers run.
+		chromedp.Flag("no-sandbox", !sandbox),
 		// The browser gets no secrets from our environment.
 		chromedp.NoInheritEnv,
 	}
@@ -427,7 +448,7 @@ func (c *Chromium) allocatorOptions() []chromedp.ExecAllocatorOption {
 		}
 	}
 	for _, f := range []string{
-		"headless", "no-sandbox", "disable-gpu", "disable-background-networking",
+		"headless", "disable-gpu", "disable-background-networking",
 		"disable-component-update", "disable-sync", "no-first-run", "disable-quic",
 		"hide-scrollbars", "mute-audio", "no-default-browser-check", "disable-default-apps",
 		"disable-extensions", "disable-breakpad", "disable-client-side-phishing-detection",

@@ -9,6 +9,12 @@ import (
 	"time"
 )
 
+// Both implementations satisfy the interface the web layer uses.
+var (
+	_ Renderer = (*Chromium)(nil)
+	_ Renderer = RendererFunc(nil)
+)
+
 // colourPage paints a red body with a 50×50 blue box at the top-left.
 const colourPage = `<!doctype html><html><head><style>
 html,body{margin:0;background:#ff0000}
