@@ -307,7 +307,7 @@ func sentence(s string) string {
 	return s + "."
 }
 
-func (s *Server) handleScreenshot(c echo.Context) error   { return s.handleRender(c, true) }
+func (s *Server) handleScreenshot(c echo.Context) error  { return s.handleRender(c, true) }
 func (s *Server) handleHTMLToImage(c echo.Context) error { return s.handleRender(c, false) }
 
 // handleRender renders a URL or HTML for the key's owner: rate limit,

@@ -147,6 +147,19 @@ func (ss *SessionStore) Save(r *http.Request, w http.ResponseWriter, sess *sessi
 		return err
 	}
 	now := ss.now()
+	if sess.ID != "" {
+		err := ss.st.UpdateSession(r.Context(), store.Session{ID: store.SessionID(sess.ID), Data: data, LastSeenAt: now})
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			// The session was ended meanwhile (sign-out, password change or
+			// account deletion elsewhere). It stays ended: what this request
+			// wanted to keep goes into a new, signed-out session.
+			delete(sess.Values, keyUserID)
+			sess.ID = ""
+		case err != nil:
+			return err
+		}
+	}
 	if sess.ID == "" {
 		id, err := store.NewSessionID()
 		if err != nil {
@@ -157,8 +170,6 @@ func (ss *SessionStore) Save(r *http.Request, w http.ResponseWriter, sess *sessi
 			return err
 		}
 		sess.ID, sess.IsNew = string(id), false
-	} else if err := ss.st.UpdateSession(r.Context(), store.Session{ID: store.SessionID(sess.ID), Data: data, LastSeenAt: now}); err != nil {
-		return err
 	}
 	encoded, err := ss.codec.Encode(sess.Name(), []byte(sess.ID))
 	if err != nil {
