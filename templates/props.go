@@ -102,6 +102,16 @@ func (p APIKeysProps) AtLimit() bool {
 	return live >= store.MaxAPIKeys
 }
 
+// revealInList reports whether the revealed key has a row to sit under.
+func (p APIKeysProps) revealInList() bool {
+	for _, k := range p.Keys {
+		if p.Reveal != nil && k.ID == p.Reveal.KeyID {
+			return true
+		}
+	}
+	return false
+}
+
 // CreateKeyForm is the create form's state after a failed attempt.
 type CreateKeyForm struct {
 	Label string

@@ -116,6 +116,11 @@ func TestBrowserAPIKeysFlow(t *testing.T) {
 		t.Fatalf("revealed key is not the stored one: %v", err)
 	}
 
+	step("reveal on a phone", chromedp.EmulateViewport(390, 844), bt.Screenshot(shots, "api-keys-reveal-phone"))
+	if wide := eval(`String(document.documentElement.scrollWidth - window.innerWidth)`); wide != "0" {
+		t.Fatalf("the reveal scrolls sideways on a phone by %spx", wide)
+	}
+	step("back to desktop", chromedp.EmulateViewport(1280, 900))
 	step("copy the key", bt.Click(`[data-testid="new-key-copy"]`))
 	step("copied confirmation", bt.Until(`document.querySelector('[data-testid="new-key-copy"]').textContent.includes('Copied')`))
 	clip := eval(`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise)
