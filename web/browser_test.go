@@ -8,6 +8,7 @@ import (
 	"time"
 
 	cdpbrowser "github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/peekshot/peekshot/apikey"
@@ -37,6 +38,14 @@ func TestBrowserAPIKeysFlow(t *testing.T) {
 		}
 	}
 
+	// Count Content-Security-Policy violations on every page of the flow:
+	// the pages must work under the policy, not around it.
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+		Source: `window.__cspViolations = [];
+			document.addEventListener('securitypolicyviolation', e => window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));`,
+	}); err != nil {
+		t.Fatalf("install CSP watcher: %v", err)
+	}
 	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		if err := chromedp.Do(ctx, actions...); err != nil {
@@ -182,5 +191,8 @@ func TestBrowserAPIKeysFlow(t *testing.T) {
 	}
 	if strings.Contains(e.logs.String(), key[4:36]) {
 		t.Fatal("the key appears in the server log")
+	}
+	if v := eval(`JSON.stringify(window.__cspViolations)`); v != "[]" {
+		t.Fatalf("Content-Security-Policy violations: %s", v)
 	}
 }
