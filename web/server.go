@@ -131,8 +131,11 @@ func NewServer(cfg Config, st *store.Store, renderer Renderer, logger *slog.Logg
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	s.stopped.Add(2)
-	go func() { defer s.stopped.Done(); s.flushUsageEvery(ctx, cfg.UsageFlushInterval) }()
-	go func() { defer s.stopped.Done(); s.cleanSessionsEvery(ctx, 10*time.Minute) }()
+	go func() {
+		defer s.stopped.Done()
+		s.every(ctx, cfg.UsageFlushInterval, "flush API key usage", s.flushUsage)
+	}()
+	go func() { defer s.stopped.Done(); s.every(ctx, 10*time.Minute, "clean sessions", s.cleanSessions) }()
 	return s, nil
 }
 
@@ -151,21 +154,28 @@ func (s *Server) Close(ctx context.Context) error {
 	return err
 }
 
-func (s *Server) cleanSessionsEvery(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+// every runs fn every interval until ctx ends, logging what fails.
+func (s *Server) every(ctx context.Context, interval time.Duration, what string, fn func(context.Context) error) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			now := s.cfg.Now()
-			n, err := s.store.DeleteStaleSessions(ctx, now.Add(-s.cfg.SessionIdle), now.Add(-s.cfg.SessionLifetime))
-			if err != nil && ctx.Err() == nil {
-				s.log.Error("clean sessions", "err", err)
-			} else if n > 0 {
-				s.log.Info("cleaned sessions", "deleted", n)
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error(what, "err", err)
 			}
 		}
 	}
+}
+
+// cleanSessions deletes sessions past their idle timeout or lifetime.
+func (s *Server) cleanSessions(ctx context.Context) error {
+	now := s.cfg.Now()
+	n, err := s.store.DeleteStaleSessions(ctx, now.Add(-s.cfg.SessionIdle), now.Add(-s.cfg.SessionLifetime))
+	if n > 0 {
+		s.log.Info("cleaned sessions", "deleted", n)
+	}
+	return err
 }

@@ -91,18 +91,3 @@ func (s *Server) flushUsage(ctx context.Context) error {
 	}
 	return nil
 }
-
-func (s *Server) flushUsageEvery(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.flushUsage(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("flush API key usage", "err", err)
-			}
-		}
-	}
-}
