@@ -5,7 +5,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/page"
@@ -22,8 +21,9 @@ import (
 func TestBrowserAPIKeysFlow(t *testing.T) {
 	e := newTestEnv(t)
 	shots := os.Getenv("PEEKSHOT_SCREENSHOTS")
-	ctx := bt.New(t)
-	ctx = bt.WithTimeout(t, ctx, 60*time.Second)
+	pg := bt.NewPage(t)
+	ctx := pg.Ctx
+	step, text, eval := pg.Step, pg.Text, pg.Eval
 	base := e.http.URL
 	email := uniqueEmail()
 
@@ -45,29 +45,6 @@ func TestBrowserAPIKeysFlow(t *testing.T) {
 			document.addEventListener('securitypolicyviolation', e => window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));`,
 	}); err != nil {
 		t.Fatalf("install CSP watcher: %v", err)
-	}
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			html, _ := chromedp.Run(ctx, chromedp.OuterHTML("body", bt.CSS("body")))
-			t.Fatalf("%s: %v\npage:\n%.3000s", name, err, html)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, bt.Text(sel))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return strings.TrimSpace(s)
-	}
-	eval := func(js string, opts ...chromedp.EvaluateOption) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js, opts...))
-		if err != nil {
-			t.Fatalf("evaluate %s: %v", js, err)
-		}
-		return s
 	}
 
 	step("sign up",

@@ -123,31 +123,9 @@ func TestBrowserRedeemCLICoupon(t *testing.T) {
 	}
 
 	shots := os.Getenv("PEEKSHOT_SCREENSHOTS")
-	ctx := bt.New(t)
-	ctx = bt.WithTimeout(t, ctx, 60*time.Second)
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			html, _ := chromedp.Run(ctx, chromedp.OuterHTML("body", bt.CSS("body")))
-			t.Fatalf("%s: %v\npage:\n%.3000s", name, err, html)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, bt.Text(sel))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return strings.TrimSpace(s)
-	}
-	eval := func(js string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			t.Fatalf("evaluate %s: %v", js, err)
-		}
-		return s
-	}
+	pg := bt.NewPage(t)
+	ctx := pg.Ctx
+	step, text, eval := pg.Step, pg.Text, pg.Eval
 	noSidewaysScroll := func() {
 		t.Helper()
 		if wide := eval(`String(document.documentElement.scrollWidth - window.innerWidth)`); wide != "0" {

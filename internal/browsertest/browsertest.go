@@ -7,6 +7,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,4 +125,46 @@ func Screenshot(dir, name string) chromedp.Action[chromedp.Void] {
 // Until waits until a JavaScript expression is truthy.
 func Until(expression string, opts ...chromedp.PollOption) chromedp.Action[chromedp.Void] {
 	return chromedp.Poll[chromedp.Void](expression, append([]chromedp.PollOption{chromedp.WithPollingTimeout(10 * time.Second)}, opts...)...)
+}
+
+// Page drives one tab for a test, failing the test on the first error with
+// the page's HTML for context.
+type Page struct {
+	t   testing.TB
+	Ctx context.Context
+}
+
+// NewPage starts a browser for the test with a 60-second budget.
+func NewPage(t testing.TB) *Page {
+	t.Helper()
+	return &Page{t: t, Ctx: WithTimeout(t, New(t), 60*time.Second)}
+}
+
+// Step runs actions in order; name says what failed.
+func (p *Page) Step(name string, actions ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	if err := chromedp.Do(p.Ctx, actions...); err != nil {
+		html, _ := chromedp.Run(p.Ctx, chromedp.OuterHTML("body", CSS("body")))
+		p.t.Fatalf("%s: %v\npage:\n%.3000s", name, err, html)
+	}
+}
+
+// Text is the trimmed visible text of the first element matching selector.
+func (p *Page) Text(selector string) string {
+	p.t.Helper()
+	s, err := chromedp.Run(p.Ctx, Text(selector))
+	if err != nil {
+		p.t.Fatalf("text of %s: %v", selector, err)
+	}
+	return strings.TrimSpace(s)
+}
+
+// Eval evaluates a JavaScript expression that yields a string.
+func (p *Page) Eval(js string, opts ...chromedp.EvaluateOption) string {
+	p.t.Helper()
+	s, err := chromedp.Run(p.Ctx, chromedp.Evaluate[string](js, opts...))
+	if err != nil {
+		p.t.Fatalf("evaluate %s: %v", js, err)
+	}
+	return s
 }
