@@ -174,7 +174,9 @@ func (s *Server) handleSetAPIKeyActive(active bool) echo.HandlerFunc {
 			return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key expired",
 				Message: "“" + labelOf(k) + "” has expired after a rotation and can't be turned back on. Use its replacement or create a new key."}
 		}
-		k, err = s.store.SetAPIKeyActive(c.Request().Context(), u.ID, k.ID, active)
+		id := k.ID
+		k, err = s.store.SetAPIKeyActive(c.Request().Context(), u.ID, id, active)
+		s.keys.forgetKey(id)
 		if errors.Is(err, store.ErrNotFound) {
 			return errKeyNotFound
 		}
@@ -220,6 +222,7 @@ func (s *Server) handleRotateAPIKey(c echo.Context) error {
 		return err
 	}
 	old, repl, err := s.store.RotateAPIKey(c.Request().Context(), u.ID, k.ID, next, grace)
+	s.keys.forgetKey(k.ID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return errKeyNotFound
@@ -267,6 +270,7 @@ func (s *Server) handleDeleteAPIKey(c echo.Context) error {
 		return err
 	}
 	err = s.store.DeleteAPIKey(c.Request().Context(), u.ID, k.ID)
+	s.keys.forgetKey(k.ID)
 	if errors.Is(err, store.ErrNotFound) {
 		return errKeyNotFound
 	}

@@ -141,7 +141,9 @@ func (s *Server) handleDeleteAccount(c echo.Context) error {
 	// The cascade takes the keys and sessions with the account, in one
 	// transaction: the keys are refused from the next request on. Not
 	// found means a double submit already deleted it: done either way.
-	if err := s.store.DeleteUser(r.Context(), u.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+	err = s.store.DeleteUser(r.Context(), u.ID)
+	s.keys.forgetUser(u.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
 	s.log.Info("account deleted", "user_id", u.ID, "request_id", c.Get(ctxReqID))

@@ -85,6 +85,7 @@ type Server struct {
 	sessions *SessionStore
 	reveals  *revealCache
 	usage    *usageRecorder
+	keys     *keyCache
 	limiter  *keyLimiter
 	reserved *reservations
 	origins  *http.CrossOriginProtection
@@ -117,6 +118,7 @@ func NewServer(cfg Config, st *store.Store, renderer Renderer, logger *slog.Logg
 		sessions: newSessionStore(st, cfg),
 		reveals:  newRevealCache(cfg.Now),
 		usage:    newUsageRecorder(),
+		keys:     newKeyCache(),
 		limiter:  newKeyLimiter(cfg.RateLimit),
 		reserved: newReservations(),
 		origins:  http.NewCrossOriginProtection(),
