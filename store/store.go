@@ -59,6 +59,10 @@ type Options struct {
 	Now func() time.Time
 	// ReadConns is the size of the read pool (default 4).
 	ReadConns int
+	// MaxPageCount caps the database at this many pages (PRAGMA
+	// max_page_count on the writer), so tests can make the disk "full";
+	// 0 leaves SQLite's default. See SetMaxPageCount.
+	MaxPageCount int
 }
 
 // Open opens (creating if needed) the database at path, applies pending
@@ -102,6 +106,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		write.Close()
 		return nil, err
 	}
+	if opts.MaxPageCount > 0 {
+		if _, err := s.SetMaxPageCount(ctx, opts.MaxPageCount); err != nil {
+			write.Close()
+			return nil, err
+		}
+	}
 	read, err := sql.Open("sqlite3", dsn("deferred")+"&mode=ro")
 	if err != nil {
 		write.Close()
@@ -125,6 +135,28 @@ func (s *Store) Close() error {
 	_, _ = s.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	errWrite := s.write.Close()
 	return errors.Join(errRead, errWrite)
+}
+
+// SetMaxPageCount caps the database at pages pages and returns the cap
+// SQLite applied (never below the current size). The pragma belongs to a
+// connection; the writer is one long-lived connection, so it holds for
+// every write until changed. Reliability tests use it to fill the "disk"
+// and to give the space back without a restart.
+func (s *Store) SetMaxPageCount(ctx context.Context, pages int) (int, error) {
+	var applied int
+	if err := s.write.QueryRowContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)).Scan(&applied); err != nil {
+		return 0, fmt.Errorf("set max page count: %w", err)
+	}
+	return applied, nil
+}
+
+// PageCount is the database's current size in pages.
+func (s *Store) PageCount(ctx context.Context) (int, error) {
+	var n int
+	if err := s.write.QueryRowContext(ctx, "PRAGMA page_count").Scan(&n); err != nil {
+		return 0, fmt.Errorf("page count: %w", err)
+	}
+	return n, nil
 }
 
 // Path is the database file.
