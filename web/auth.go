@@ -87,10 +87,16 @@ func (s *Server) handleSignup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("account created", "user_id", u.ID, "request_id", c.Get(ctxReqID))
 	if err := s.sessions.renew(r, c.Response(), session(c), u.ID); err != nil {
+		// An account its owner could not be signed in to (the disk filled
+		// between the two writes) is undone, so the error page's "nothing
+		// was changed" holds and trying again works.
+		if derr := s.store.DeleteUser(r.Context(), u.ID); derr != nil {
+			s.log.Error("undo sign-up", "user_id", u.ID, "request_id", c.Get(ctxReqID), "err", derr.Error())
+		}
 		return err
 	}
+	s.log.Info("account created", "user_id", u.ID, "request_id", c.Get(ctxReqID))
 	return s.redirectWithFlash(c, "/account/api-keys", templates.FlashSuccess,
 		"Welcome to PeekShot! Your account has 100 free credits. Create an API key to get started.")
 }

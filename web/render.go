@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 
+	"github.com/peekshot/peekshot/store"
 	"github.com/peekshot/peekshot/templates"
 )
 
@@ -69,11 +71,25 @@ func (s *Server) page(c echo.Context, title string) (templates.Page, error) {
 // csrf is the session's token, for partials that render forms.
 func (s *Server) csrf(c echo.Context) string { return s.sessions.csrfToken(session(c)) }
 
-// flash queues a message for the page a redirect leads to.
+// flash queues a message for the page a redirect leads to. It is called
+// after the request's change is committed, so a full disk must not turn
+// that change into an error page saying nothing changed: the message is
+// dropped instead, and the page the redirect leads to shows the result.
 func (s *Server) flash(c echo.Context, kind templates.FlashKind, msg string) error {
 	sess := session(c)
+	before, had := sess.Values[keyFlash]
 	addFlash(sess, templates.Flash{Kind: kind, Message: msg})
-	if err := sess.Save(c.Request(), c.Response()); err != nil {
+	err := sess.Save(c.Request(), c.Response())
+	if errors.Is(err, store.ErrStorageFull) {
+		if had {
+			sess.Values[keyFlash] = before
+		} else {
+			delete(sess.Values, keyFlash)
+		}
+		s.log.Warn("storage full: flash message dropped", "request_id", c.Get(ctxReqID))
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}
 	return nil

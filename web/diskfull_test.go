@@ -1,0 +1,214 @@
+package web
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/peekshot/peekshot/store"
+)
+
+// dbState is everything a dashboard or API write can change.
+type dbState struct {
+	Users, Sessions, SignedIn, Keys, Ledger, Redemptions, Credits, CouponUses int64
+	Names                                                                     string
+}
+
+// readState reads dbState through a connection of its own, as an operator
+// inspecting the file would.
+func readState(t *testing.T, e *testEnv) dbState {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+e.store.Path()+"?mode=ro&_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var s dbState
+	err = db.QueryRow(`SELECT
+		(SELECT count(*) FROM users), (SELECT count(*) FROM sessions),
+		(SELECT count(*) FROM sessions WHERE user_id IS NOT NULL),
+		(SELECT count(*) FROM api_keys), (SELECT count(*) FROM credit_ledger),
+		(SELECT count(*) FROM coupon_redemptions), (SELECT coalesce(sum(credits), 0) FROM users),
+		(SELECT coalesce(sum(redemptions), 0) FROM coupons),
+		(SELECT coalesce(group_concat(name, '|'), '') FROM (SELECT name FROM users ORDER BY id))`).
+		Scan(&s.Users, &s.Sessions, &s.SignedIn, &s.Keys, &s.Ledger, &s.Redemptions, &s.Credits, &s.CouponUses, &s.Names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// expectStorageFull checks that a refused write got the product's 507 in
+// the shape its client expects: JSON for the API, a toast for htmx, the
+// error page otherwise.
+func expectStorageFull(t *testing.T, r response, kind string) {
+	t.Helper()
+	switch kind {
+	case "api":
+		expectAPIError(t, r, http.StatusInsufficientStorage, "storage_full")
+	case "htmx":
+		expectStatus(t, r, http.StatusInsufficientStorage)
+		if r.Header.Get("HX-Reswap") != "none" || isFullPage(r.body) {
+			t.Fatalf("htmx 507 is not a toast: HX-Reswap %q\n%s", r.Header.Get("HX-Reswap"), r.body)
+		}
+		if got := r.doc(t).Find(`[data-testid="toast"]`).Text(); !strings.Contains(got, "storage is full") {
+			t.Fatalf("toast says %q", got)
+		}
+	default:
+		expectStatus(t, r, http.StatusInsufficientStorage)
+		d := r.doc(t)
+		if d.Find(`[data-testid="error-page"]`).Length() != 1 || !strings.Contains(d.Find("h1").Text(), "Storage full") {
+			t.Fatalf("507 is not the product's error page:\n%.1500s", r.body)
+		}
+	}
+}
+
+// TestStorageFullWeb caps the database as a full disk would and drives every
+// kind of write through the real routes until each has been refused: each
+// refusal is a clear 507 (page, toast or JSON), leaves the database exactly
+// as it was (no user without a session, no debit without its ledger row, no
+// image without a debit), and once space returns the same server accepts
+// the same writes without a restart.
+func TestStorageFullWeb(t *testing.T) {
+	e := newTestEnv(t, withRenderer(&fakeRenderer{}), withConfig(func(c *Config) { c.RateLimit = 1_000_000 }))
+	ctx := context.Background()
+	b, email := e.signUp()
+	key, _ := createKeyHTMX(t, b, "full")
+	u := userOf(t, e, email)
+	e.coupon(store.NewCoupon{Code: "BIG", Credits: store.MaxCouponCredits})
+	if _, _, err := e.store.RedeemCoupon(ctx, u.ID, "BIG"); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range append(seq(0, 100), append(seq(500, 600), 1000, 1500)...) {
+		e.coupon(store.NewCoupon{Code: fmt.Sprintf("FULL-%d", i), Credits: 1})
+	}
+	pad := strings.Repeat("p", 50)
+
+	// Each write, with what it looks like when it succeeded. n makes every
+	// attempt distinct; mark snapshots the database just before the write.
+	type write struct {
+		name, kind string
+		// inPlace writes change a row in place and may never need a new
+		// page, so they need not be refused.
+		inPlace   bool
+		do        func(n int, mark func()) response
+		succeeded func(r response) bool
+	}
+	writes := []write{
+		{"sign-up", "page", false, func(n int, mark func()) response {
+			nb := e.browser()
+			mark()
+			if r := nb.get("/signup"); r.StatusCode != http.StatusOK {
+				return r // saving the new visitor's session is a write too
+			}
+			mark()
+			return nb.post("/signup", url.Values{"email": {fmt.Sprintf("full-%d-%s@example.com", n, pad)}, "password": {"correct horse battery"}, "name": {pad}})
+		}, func(r response) bool { return r.StatusCode == http.StatusSeeOther }},
+		{"render", "api", false, func(n int, mark func()) response {
+			mark()
+			return e.apiCall("POST", "/api/v1/html-to-image", key, fmt.Sprintf(`{"html": "<p>%d</p>"}`, n))
+		}, func(r response) bool { return r.StatusCode == http.StatusOK }},
+		{"create key (htmx)", "htmx", false, func(n int, mark func()) response {
+			mark()
+			return b.htmx(http.MethodPost, "/account/api-keys", url.Values{"label": {fmt.Sprintf("%d %s", n, pad)}})
+		}, func(r response) bool { return r.StatusCode == http.StatusOK }},
+		{"create key (form)", "page", false, func(n int, mark func()) response {
+			mark()
+			return b.post("/account/api-keys", url.Values{"label": {fmt.Sprintf("%d %s", n, pad)}})
+		}, func(r response) bool { return r.StatusCode == http.StatusSeeOther }},
+		{"redeem (form)", "page", false, func(n int, mark func()) response {
+			mark()
+			return b.post("/account/coupons/redeem", url.Values{"code": {fmt.Sprintf("FULL-%d", n)}})
+		}, func(r response) bool { return r.StatusCode == http.StatusSeeOther }},
+		{"redeem (htmx)", "htmx", false, func(n int, mark func()) response {
+			mark()
+			return b.htmx(http.MethodPost, "/account/coupons/redeem", url.Values{"code": {fmt.Sprintf("FULL-%d", 500+n)}})
+		}, func(r response) bool { return r.StatusCode == http.StatusOK }},
+		{"rename", "page", true, func(n int, mark func()) response {
+			mark()
+			return b.post("/account/profile", url.Values{"name": {fmt.Sprintf("%d %s", n, pad)}})
+		}, func(r response) bool { return r.StatusCode == http.StatusSeeOther }},
+	}
+
+	pages, _ := e.store.PageCount(ctx)
+	if _, err := e.store.SetMaxPageCount(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("database capped at %d pages", pages)
+
+	t.Run("RefusedCleanly", func(t *testing.T) {
+		refused := map[string]int{}
+		for n := 0; n < 100 && len(refused) < len(writes); n++ {
+			for _, w := range writes {
+				if refused[w.name] > 0 {
+					continue
+				}
+				var before dbState
+				r := w.do(n, func() { before = readState(t, e) })
+				switch {
+				case r.StatusCode == http.StatusInsufficientStorage:
+					expectStorageFull(t, r, w.kind)
+					if after := readState(t, e); after != before {
+						t.Fatalf("%s #%d was refused with 507 but changed the database:\nbefore %+v\nafter  %+v", w.name, n, before, after)
+					}
+					if w.name == "render" && strings.HasPrefix(r.Header.Get("Content-Type"), "image/") {
+						t.Fatal("an image was returned although its debit could not be recorded")
+					}
+					refused[w.name]++
+				case r.StatusCode >= 500:
+					t.Fatalf("%s #%d: %d, want 507 for a full disk\n%.1500s", w.name, n, r.StatusCode, r.body)
+				case !w.succeeded(r):
+					t.Fatalf("%s #%d: unexpected %d\n%.1500s", w.name, n, r.StatusCode, r.body)
+				}
+				if bad, err := e.store.LedgerMismatches(ctx); err != nil || len(bad) > 0 {
+					t.Fatalf("after %s #%d balances differ from their ledgers: %v %v", w.name, n, bad, err)
+				}
+			}
+		}
+		for _, w := range writes {
+			if refused[w.name] == 0 && !w.inPlace {
+				t.Errorf("%s was never refused: the database did not fill where it writes", w.name)
+			}
+		}
+		// A rename that fitted in place still could not store its flash
+		// message: the change stood, and only the message was dropped.
+		if !strings.Contains(e.logs.String(), "flash message dropped") {
+			t.Error("no write got as far as dropping its flash message")
+		}
+		if strings.Contains(e.logs.String(), "database is locked") {
+			t.Fatal("a full disk surfaced as \"database is locked\"")
+		}
+	})
+
+	t.Run("RecoversWithoutRestart", func(t *testing.T) {
+		if _, err := e.store.SetMaxPageCount(ctx, 1<<30); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range writes {
+			var before dbState
+			r := w.do(1000, func() { before = readState(t, e) })
+			if !w.succeeded(r) {
+				t.Fatalf("%s after space returned: %d\n%.1500s", w.name, r.StatusCode, r.body)
+			}
+			if after := readState(t, e); after == before {
+				t.Fatalf("%s succeeded but changed nothing", w.name)
+			}
+		}
+		expectStatus(t, b.get("/account/api-keys"), http.StatusOK)
+		if bad, _ := e.store.LedgerMismatches(ctx); len(bad) > 0 {
+			t.Fatalf("mismatched ledgers %v", bad)
+		}
+	})
+}
+
+func seq(from, to int) []int {
+	var out []int
+	for i := from; i < to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
