@@ -5,6 +5,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -59,6 +60,9 @@ type Options struct {
 	Now func() time.Time
 	// ReadConns is the size of the read pool (default 4).
 	ReadConns int
+	// Driver is the database/sql driver name (default "sqlite3"). Tests
+	// register a wrapper of the SQLite driver to count queries.
+	Driver string
 	// MaxPageCount caps the database at this many pages (PRAGMA
 	// max_page_count on the writer), so tests can make the disk "full";
 	// 0 leaves SQLite's default. See SetMaxPageCount.
@@ -86,7 +90,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		q.Set("_stmt_cache_size", "64")
 		return "file:" + path + "?" + q.Encode()
 	}
-	write, err := sql.Open("sqlite3", dsn("immediate"))
+	driver := cmp.Or(opts.Driver, "sqlite3")
+	write, err := sql.Open(driver, dsn("immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -112,7 +117,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
-	read, err := sql.Open("sqlite3", dsn("deferred")+"&mode=ro")
+	read, err := sql.Open(driver, dsn("deferred")+"&mode=ro")
 	if err != nil {
 		write.Close()
 		return nil, fmt.Errorf("open store: %w", err)
