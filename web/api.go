@@ -179,21 +179,30 @@ func decodeRenderRequest(c echo.Context) (renderRequest, error) {
 }
 
 // describeJSONError turns a decoding error into a sentence about the field.
+// The message goes back to the client and into the request log, so it
+// never echoes more of the body than a plausible field name.
 func describeJSONError(err error) string {
 	var syn *jsontext.SyntacticError
 	var sem *json.SemanticError
 	switch {
 	case errors.Is(err, jsontext.ErrDuplicateName):
-		return fmt.Sprintf("The field %q appears more than once.", fieldName(err))
+		return fmt.Sprintf("The field %s appears more than once.", quoteField(jsonField(err)))
 	case errors.Is(err, json.ErrUnknownName):
-		return fmt.Sprintf("Unknown field %q. Valid fields: url, html, width, height, full_page, format, quality, delay_ms, device_scale_factor.", fieldName(err))
+		return fmt.Sprintf("Unknown field %s. Valid fields: url, html, width, height, full_page, format, quality, delay_ms, device_scale_factor.", quoteField(jsonField(err)))
 	case errors.As(err, &syn):
-		if strings.Contains(syn.Error(), "invalid UTF-8") {
-			return "The request body is not valid UTF-8."
+		where := ""
+		if f := jsonField(err); f != "" {
+			where = " in the field " + quoteField(f)
 		}
-		return fmt.Sprintf("The request body is not valid JSON (near byte %d).", syn.ByteOffset)
+		switch {
+		case strings.Contains(syn.Error(), "invalid UTF-8"):
+			return "The request body is not valid UTF-8" + where + "."
+		case strings.Contains(syn.Error(), "exceeded max depth"):
+			return "The request body is nested too deeply" + where + "."
+		}
+		return fmt.Sprintf("The request body is not valid JSON%s (near byte %d).", where, syn.ByteOffset)
 	case errors.As(err, &sem):
-		field := strings.TrimPrefix(string(sem.JSONPointer), "/")
+		field := jsonField(err)
 		if field == "" {
 			return "The request body must be a JSON object."
 		}
@@ -203,24 +212,45 @@ func describeJSONError(err error) string {
 		case "full_page":
 			return "full_page must be true or false."
 		case "device_scale_factor":
-			return "device_scale_factor must be a number."
-		default:
+			return "device_scale_factor must be a number from 1 to 3."
+		case "width", "height", "quality", "delay_ms":
 			return fmt.Sprintf("%s must be a whole number within its range.", field)
 		}
+		return fmt.Sprintf("The field %s has the wrong type.", quoteField(field))
 	}
 	return "The request body is not valid JSON."
 }
 
-func fieldName(err error) string {
+// jsonField is the top-level field a decoding error is about, or "".
+func jsonField(err error) string {
+	var ptr jsontext.Pointer
 	var sem *json.SemanticError
-	if errors.As(err, &sem) && sem.JSONPointer != "" {
-		return strings.TrimPrefix(string(sem.JSONPointer.LastToken()), "/")
-	}
 	var syn *jsontext.SyntacticError
-	if errors.As(err, &syn) && syn.JSONPointer != "" {
-		return syn.JSONPointer.LastToken()
+	switch {
+	case errors.As(err, &sem):
+		ptr = sem.JSONPointer
+	case errors.As(err, &syn):
+		ptr = syn.JSONPointer
 	}
-	return "?"
+	for tok := range ptr.Tokens() {
+		return tok
+	}
+	return ""
+}
+
+// quoteField quotes a field name for a message, unless it is no plausible
+// field name (too long, odd characters, or shaped like an API key), which
+// may be a secret or a flood and is not repeated.
+func quoteField(name string) string {
+	if name == "" || len(name) > 32 || strings.HasPrefix(strings.ToLower(name), "psk_") {
+		return "(name not shown)"
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return "(name not shown)"
+		}
+	}
+	return strconv.Quote(name)
 }
 
 // job builds and checks a render job. wantURL says which endpoint asked.
