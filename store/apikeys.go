@@ -113,13 +113,20 @@ func insertAPIKey(ctx context.Context, tx *sql.Tx, nk NewAPIKey, now int64) (API
 		UserID: nk.UserID, Label: nk.Label, Active: true, CreatedAt: time.Unix(now, 0),
 		Prefix: apikey.DisplayPrefix(nk.Key), Last4: apikey.Last4(nk.Key),
 	}
-	res, err := tx.ExecContext(ctx,
-		`INSERT INTO api_keys (user_id, label, key_hash, prefix, last4, active, created_at) VALUES (?, ?, ?, ?, ?, 1, ?)`,
-		k.UserID, k.Label, hash[:], k.Prefix, k.Last4, now)
+	// A fresh id, never used before (see migration 0002).
+	res, err := tx.ExecContext(ctx, `INSERT INTO api_key_ids DEFAULT VALUES`)
 	if err != nil {
 		return APIKey{}, err
 	}
-	k.ID, err = res.LastInsertId()
+	if k.ID, err = res.LastInsertId(); err != nil {
+		return APIKey{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM api_key_ids`); err != nil {
+		return APIKey{}, err
+	}
+	_, err = tx.ExecContext(ctx,
+		`INSERT INTO api_keys (id, user_id, label, key_hash, prefix, last4, active, created_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?)`,
+		k.ID, k.UserID, k.Label, hash[:], k.Prefix, k.Last4, now)
 	return k, err
 }
 
