@@ -59,8 +59,14 @@ onload = () => setInterval(() => alert(1), 1); onbeforeunload = (e) => { e.preve
 }
 
 // privateChromium starts a Chromium of the test's own (so the test may kill
-// it) whose guard allows exactly the test's page server.
+// it) whose guard allows exactly the test's page server; its render
+// deadline is faultTimeout.
 func privateChromium(t *testing.T, pages http.Handler) (*capture.Chromium, string) {
+	t.Helper()
+	return privateChromiumWith(t, pages, faultTimeout)
+}
+
+func privateChromiumWith(t *testing.T, pages http.Handler, timeout time.Duration) (*capture.Chromium, string) {
 	t.Helper()
 	if _, err := os.Stat(bt.ChromePath()); err != nil {
 		t.Fatalf("Chromium not found at %s: install Chromium: apt-get install chromium", bt.ChromePath())
@@ -68,7 +74,7 @@ func privateChromium(t *testing.T, pages http.Handler) (*capture.Chromium, strin
 	srv := httptest.NewServer(pages)
 	t.Cleanup(srv.Close)
 	g := capture.NewGuard(capture.GuardConfig{AllowAddrs: []netip.AddrPort{netip.MustParseAddrPort(strings.TrimPrefix(srv.URL, "http://"))}})
-	c, err := capture.New(context.Background(), capture.Config{ChromePath: bt.ChromePath(), Guard: g, Concurrency: 2, Timeout: faultTimeout})
+	c, err := capture.New(context.Background(), capture.Config{ChromePath: bt.ChromePath(), Guard: g, Concurrency: 2, Timeout: timeout})
 	if err != nil {
 		t.Fatalf("start Chromium: %v", err)
 	}
