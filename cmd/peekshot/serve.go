@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/peekshot/peekshot/capture"
@@ -15,9 +16,40 @@ import (
 	"github.com/peekshot/peekshot/web"
 )
 
-// shutdownGrace bounds how long in-flight requests may take to finish
-// after SIGTERM.
-const shutdownGrace = 8 * time.Second
+// Shutdown after SIGTERM takes at most shutdownGrace for in-flight requests
+// to finish, then handlerDrain for the ones cut off to return, then
+// closeTimeout to write pending key usage: with closing Chromium and the
+// database, the process is gone within 10 s.
+const (
+	shutdownGrace = 7 * time.Second
+	handlerDrain  = time.Second
+	closeTimeout  = time.Second
+)
+
+// inFlight counts the requests being handled, so that shutdown can wait for
+// those it cut off before the renderer and the database close under them.
+type inFlight struct{ n atomic.Int64 }
+
+func (f *inFlight) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.n.Add(1)
+		defer f.n.Add(-1)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// wait polls until no request is handled or d has passed, and reports
+// whether they all returned.
+func (f *inFlight) wait(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for f.n.Load() > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
 
 func newLogger(format string, w io.Writer) *slog.Logger {
 	if format == "json" {
@@ -60,8 +92,9 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	var handling inFlight
 	httpSrv := &http.Server{
-		Handler:           srv,
+		Handler:           handling.wrap(srv),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      90 * time.Second,
@@ -85,13 +118,33 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	defer cancel()
 	errShutdown := httpSrv.Shutdown(shutdownCtx)
 	if errors.Is(errShutdown, context.DeadlineExceeded) {
-		log.Warn("shutdown grace period over; closing remaining connections")
+		log.Warn("shutdown grace period over; cutting off the remaining requests", "requests", handling.n.Load())
 		httpSrv.Close()
+		// Their contexts end with their connections; let them return.
+		if !handling.wait(handlerDrain) {
+			log.Warn("requests still running after they were cut off", "requests", handling.n.Load())
+		}
 	}
-	errClose := srv.Close(shutdownCtx)
-	log.Info("stopped")
+	// A fresh context: the grace period's may be over, and pending key
+	// usage must still be written.
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancelClose()
+	errClose := srv.Close(closeCtx)
+	if errClose != nil {
+		log.Error("write pending API key usage", "err", errClose)
+	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return errors.Join(errClose)
+	// Chromium stops, then the database checkpoints its WAL and closes (the
+	// deferred calls find them closed).
+	if err := renderer.Close(); err != nil {
+		log.Warn("stop the renderer", "err", err)
+	}
+	errStore := st.Close()
+	if errStore != nil {
+		log.Error("close the database", "err", errStore)
+	}
+	log.Info("stopped")
+	return errors.Join(errClose, errStore)
 }
