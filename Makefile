@@ -6,7 +6,7 @@ BIN       := bin/peekshot
 CHROMIUM  ?= /usr/bin/chromium
 PKGS      := ./...
 
-.PHONY: build run test generate fmt vet chromium screenshots vendor-htmx clean
+.PHONY: build run test generate fmt vet chromium screenshots vendor-htmx clean soak
 
 build: generate
 	$(GO) build -trimpath -o $(BIN) ./cmd/peekshot
@@ -18,6 +18,18 @@ run: chromium build
 test: chromium generate
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# The long reliability runs, not part of `make test` (which runs short
+# versions of both): a soak of SOAK_CLIENTS clients for SOAK_DURATION, and
+# CRASH_ROUNDS kill -9 rounds of the real binary. See docs/reliability.md.
+SOAK_DURATION ?= 60s
+SOAK_CLIENTS  ?= 100
+CRASH_ROUNDS  ?= 100
+soak: chromium generate
+	PEEKSHOT_SOAK_DURATION=$(SOAK_DURATION) PEEKSHOT_SOAK_CLIENTS=$(SOAK_CLIENTS) \
+		$(GO) test -count=1 -timeout 30m -run '^TestSoak$$' -v ./web/
+	PEEKSHOT_CRASH_ROUNDS=$(CRASH_ROUNDS) \
+		$(GO) test -count=1 -timeout 30m -run '^TestCrashSafety$$' -v ./cmd/peekshot/
 
 generate:
 	$(GO) tool templ generate -log-level error
