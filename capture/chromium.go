@@ -67,6 +67,7 @@ type Chromium struct {
 	starts   int                       // browsers started so far
 	sandbox  bool                      // start Chromium with its sandbox
 	jobs     sync.WaitGroup            // Render calls in flight
+	warmed   *sync.Cond                // signalled when a tab opened ahead of demand is done
 	bg       sync.WaitGroup            // starts, watchers, retirements, late tab closes
 }
 
@@ -79,10 +80,12 @@ type chromiumProcess struct {
 	pid         int
 
 	// Guarded by Chromium.mu.
-	jobs     int  // jobs started on it
-	inflight int  // jobs running on it
-	retiring bool // takes no new jobs; stops when inflight reaches 0
-	stopping bool // stopped on purpose, not crashed
+	jobs     int    // jobs started on it
+	inflight int    // jobs running on it
+	retiring bool   // takes no new jobs; stops when inflight reaches 0
+	stopping bool   // stopped on purpose, not crashed
+	warm     []*tab // tabs opened ahead of demand (see warm.go)
+	warming  int    // tabs being opened ahead of demand
 
 	releaseOnce sync.Once
 }
@@ -155,6 +158,7 @@ func New(ctx context.Context, cfg Config) (*Chromium, error) {
 		browsers:       make(map[*chromiumProcess]bool),
 		sandbox:        os.Geteuid() != 0,
 	}
+	c.warmed = sync.NewCond(&c.mu)
 	c.mu.Lock()
 	started := c.startLocked()
 	c.mu.Unlock()
@@ -353,6 +357,7 @@ func (c *Chromium) startLocked() <-chan struct{} {
 			return
 		}
 		c.cur = b
+		c.topUpLocked(b)
 	})
 	return done
 }
@@ -419,6 +424,7 @@ func (c *Chromium) watch(b *chromiumProcess) {
 	b.release()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.warmed.Broadcast() // jobs waiting for one of its tabs give up
 	delete(c.browsers, b)
 	current := c.cur == b
 	if current {
@@ -464,7 +470,11 @@ func (c *Chromium) allocatorOptions(sandbox bool) []chromedp.ExecAllocatorOption
 		chromedp.Flag("password-store", "basic"),
 		// Colours come out as the page asks, so tests can compare pixels.
 		chromedp.Flag("force-color-profile", "srgb"),
-		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions,LensOverlay,NetworkTimeServiceQuerying,ChromeWhatsNewUI,PrivacySandboxSettings4"),
+		// The WebUI omnibox popups are web pages that every new window (so
+		// every job) would load in renderers of their own: most of what a
+		// tab cost before they were turned off.
+		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions,LensOverlay,NetworkTimeServiceQuerying,ChromeWhatsNewUI,PrivacySandboxSettings4,"+
+			"WebUIOmniboxPopup,WebUIOmniboxAimPopup,WebUIOmniboxFullPopup"),
 		// Every request, loopback included, goes through the guarded proxy.
 		chromedp.Flag("proxy-server", c.proxy.URL()),
 		chromedp.Flag("proxy-bypass-list", "<-loopback>"),
@@ -513,13 +523,23 @@ func (c *Chromium) Close() error {
 	return c.proxy.Close()
 }
 
-// OpenTabs counts the page targets of every running browser. Tests use it
-// to prove that jobs leave no tab behind.
+// OpenTabs counts the page targets of every running browser, except the
+// tabs opened ahead of demand (it waits for those being opened). Tests use
+// it to prove that jobs leave no tab behind.
 func (c *Chromium) OpenTabs(ctx context.Context) (int, error) {
+	wctx, cancel := context.WithTimeout(ctx, warmTimeout)
+	defer cancel()
+	if err := c.waitWarm(wctx); err != nil {
+		return 0, fmt.Errorf("list tabs: %w", err)
+	}
 	c.mu.Lock()
 	var all []*chromiumProcess
+	warm := make(map[target.ID]bool)
 	for b := range c.browsers {
 		all = append(all, b)
+		for _, t := range b.warm {
+			warm[t.targetID] = true
+		}
 	}
 	c.mu.Unlock()
 	if len(all) == 0 {
@@ -532,7 +552,7 @@ func (c *Chromium) OpenTabs(ctx context.Context) (int, error) {
 			return 0, fmt.Errorf("list tabs: %w", err)
 		}
 		for _, info := range res.TargetInfos {
-			if info.Type == "page" {
+			if info.Type == "page" && !warm[info.TargetID] {
 				n++
 			}
 		}

@@ -14,25 +14,29 @@ import (
 	"sync"
 	"time"
 
-	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/inspector"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/image/webp"
 )
 
 const (
-	// settleQuiet is how long the network must be idle after the load
-	// event before the capture: late images and fonts still make it.
+	// settleQuiet is how long the network must be idle before the capture
+	// of a page that made requests after its load event: late images and
+	// fonts still make it.
 	settleQuiet = 100 * time.Millisecond
-	// settleMax bounds that wait for pages that never go quiet (polling,
-	// streaming).
+	// settleMax bounds the wait after the load event for pages that never
+	// go quiet (polling, streaming).
 	settleMax = time.Second
+	// framesWait bounds the wait for a page's first frames after its load
+	// event; a page that broke requestAnimationFrame waits this long.
+	framesWait = 250 * time.Millisecond
 	// tabGoneWait bounds the wait for Chromium to really drop a closed tab.
 	tabGoneWait = 2 * time.Second
 	// maxWebPSide is the largest side the WebP format can hold.
@@ -62,6 +66,31 @@ type tab struct {
 	close     context.CancelFunc
 	targetID  target.ID
 	contextID cdp.BrowserContextID
+	prepared  bool     // see prepareTab
+	viewport  viewport // as last set
+}
+
+// viewport is a tab's emulated screen: CSS size and device scale factor.
+type viewport struct {
+	width, height int
+	scale         float64
+}
+
+// setViewport emulates a screen of the given size on t, unless it has it.
+func setViewport(ctx context.Context, t *tab, width, height int, scale float64) error {
+	v := viewport{width, height, scale}
+	if t.viewport == v {
+		return nil
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{
+		Width:             int64(width),
+		Height:            int64(height),
+		DeviceScaleFactor: scale,
+	}); err != nil {
+		return fmt.Errorf("set viewport: %w", err)
+	}
+	t.viewport = v
+	return nil
 }
 
 // openTab creates the tab. The creation itself is not bound to the job's
@@ -133,14 +162,15 @@ func (c *Chromium) closeTab(b *chromiumProcess, t *tab) {
 	}
 }
 
-// renderOn renders job in a new tab of b.
+// renderOn renders job in a tab of b of its own (see tabFor).
 func (c *Chromium) renderOn(jobCtx context.Context, b *chromiumProcess, job Job) (Image, error) {
 	openStart := time.Now()
-	t, err := c.openTab(jobCtx, b)
+	t, err := c.tabFor(jobCtx, b)
 	if err != nil {
 		return Image{}, err
 	}
-	defer c.closeTab(b, t)
+	// The image does not wait for the tab to close.
+	defer c.bg.Go(func() { c.closeTab(b, t) })
 
 	// The page's helpers stop before the tab closes (defers run in reverse).
 	var helpers sync.WaitGroup
@@ -325,30 +355,11 @@ func truncate(s string, n int) string {
 func (p *pageRun) render(ctx context.Context, job Job) (Image, error) {
 	o := job.Options
 	setupStart := time.Now()
-	if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
-		Behavior:         browser.SetDownloadBehaviorBehaviorDeny,
-		BrowserContextID: p.tab.contextID,
-	}); err != nil {
-		return Image{}, fmt.Errorf("deny downloads: %w", err)
+	if err := p.c.prepareTab(ctx, p.tab); err != nil {
+		return Image{}, err
 	}
-	if _, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{
-		Patterns: []*fetch.RequestPattern{{URLPattern: "*"}},
-	}); err != nil {
-		return Image{}, fmt.Errorf("intercept requests: %w", err)
-	}
-	if _, err := chromedp.Call(ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{
-		Width:             int64(o.Width),
-		Height:            int64(o.Height),
-		DeviceScaleFactor: o.DeviceScaleFactor,
-	}); err != nil {
-		return Image{}, fmt.Errorf("set viewport: %w", err)
-	}
-	runNow := true
-	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
-		Source:         pageScript,
-		RunImmediately: &runNow,
-	}); err != nil {
-		return Image{}, fmt.Errorf("install page script: %w", err)
+	if err := setViewport(ctx, p.tab, o.Width, o.Height, o.DeviceScaleFactor); err != nil {
+		return Image{}, err
 	}
 
 	start := time.Now()
@@ -361,7 +372,7 @@ func (p *pageRun) render(ctx context.Context, job Job) (Image, error) {
 		return Image{}, err
 	}
 	loaded := time.Now()
-	if err := p.settle(ctx); err != nil {
+	if err := p.settle(ctx, loaded); err != nil {
 		return Image{}, err
 	}
 	settled := time.Now()
@@ -424,10 +435,24 @@ func (p *pageRun) setContent(ctx context.Context, html string) error {
 	}
 }
 
-// settle waits until no request has been in flight for settleQuiet, at most
-// settleMax.
-func (p *pageRun) settle(ctx context.Context) error {
-	limit := time.Now().Add(settleMax)
+// settle waits after the load event until the page is quiet. It first lets
+// the page render two frames, in which what its load handlers started and
+// the first paint after the load (late fonts and images) begin their
+// requests. A page with no request in flight then, and none made since the
+// load event, is ready. Otherwise the capture waits until no request has
+// been in flight for settleQuiet, at most settleMax after the load event.
+func (p *pageRun) settle(ctx context.Context, loadedAt time.Time) error {
+	framed, err := p.nextFrames(ctx)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	quiet := framed && len(p.inflight) == 0 && p.lastNet.Before(loadedAt)
+	p.mu.Unlock()
+	if quiet {
+		return nil
+	}
+	limit := loadedAt.Add(settleMax)
 	for {
 		p.mu.Lock()
 		idle := len(p.inflight) == 0 && time.Since(p.lastNet) >= settleQuiet
@@ -439,6 +464,24 @@ func (p *pageRun) settle(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// nextFrames waits until the page has rendered two frames, at most
+// framesWait. It reports false when the page did not get there (it spins,
+// or replaced requestAnimationFrame), so the caller waits the long way.
+func (p *pageRun) nextFrames(ctx context.Context) (bool, error) {
+	fctx, cancel := context.WithTimeout(ctx, framesWait)
+	defer cancel()
+	yes := true
+	_, err := chromedp.Call(fctx, runtime.Evaluate, runtime.EvaluateParams{
+		Expression:   `new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done())))`,
+		AwaitPromise: &yes,
+		Silent:       &yes,
+	})
+	if ctx.Err() != nil {
+		return false, context.Cause(ctx)
+	}
+	return err == nil, nil
 }
 
 func (p *pageRun) capture(ctx context.Context, o Options) (Image, error) {
