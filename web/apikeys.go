@@ -128,7 +128,22 @@ func (s *Server) showNewKey(c echo.Context, key string, keyID, replacedID int64,
 	if msg != "" {
 		addFlash(sess, templates.Flash{Kind: templates.FlashSuccess, Message: msg})
 	}
-	if err := sess.Save(c.Request(), c.Response()); err != nil {
+	err := sess.Save(c.Request(), c.Response())
+	if errors.Is(err, store.ErrStorageFull) {
+		// The key is stored, but the session can't carry it across the
+		// redirect (the disk is full): show it in this response, once,
+		// rather than a 507 over a key nobody would ever see.
+		s.reveals.take(token, currentUser(c).ID)
+		delete(sess.Values, keyReveal)
+		delete(sess.Values, keyFlash)
+		s.log.Warn("storage full: new key shown without a redirect", "request_id", c.Get(ctxReqID))
+		r, err := s.revealFor(c, key, keyID, replacedID)
+		if err != nil {
+			return err
+		}
+		return s.renderAPIKeys(c, http.StatusOK, r, templates.CreateKeyForm{})
+	}
+	if err != nil {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/account/api-keys")

@@ -3,12 +3,15 @@ package web
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/peekshot/peekshot/apikey"
 	"github.com/peekshot/peekshot/store"
 )
 
@@ -211,4 +214,81 @@ func seq(from, to int) []int {
 		out = append(out, i)
 	}
 	return out
+}
+
+// TestStorageFullBetweenKeyAndReveal fills the disk so that a key can still
+// be stored but the session that carries it to the reveal page (the
+// no-JavaScript path: POST, 303, GET) cannot grow: the user must still see
+// the key once, or get a 507 with no key created. A key stored but never
+// shown would be useless and invisible.
+func TestStorageFullBetweenKeyAndReveal(t *testing.T) {
+	for _, action := range []string{"create", "rotate"} {
+		t.Run(action, func(t *testing.T) {
+			e := newTestEnv(t)
+			ctx := context.Background()
+			b, email := e.signUp()
+			var path string
+			if action == "rotate" {
+				_, id := createKeyHTMX(t, b, "to rotate")
+				path = "/account/api-keys/" + itoa(int(id)) + "/rotate"
+			}
+			// Start the session afresh so its row is the newest, then fill
+			// the sessions table behind it until the disk is full.
+			e.clock.Advance(2 * time.Minute) // the next request touches the session
+			expectStatus(t, b.get("/account/profile"), http.StatusOK)
+			if _, err := e.store.SetMaxPageCount(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+			now := e.clock.Now()
+			for i := 0; ; i++ {
+				id, _ := store.NewSessionID()
+				err := e.store.CreateSession(ctx, store.Session{ID: id, Data: []byte("{}"), CreatedAt: now, LastSeenAt: now})
+				if errors.Is(err, store.ErrStorageFull) {
+					break
+				}
+				if err != nil || i > 10_000 {
+					t.Fatalf("filling sessions: %v after %d", err, i)
+				}
+			}
+			before := readState(t, e)
+			var r response
+			if action == "create" {
+				r = b.post("/account/api-keys", url.Values{"label": {"no js"}})
+			} else {
+				r = b.post(path, url.Values{"grace": {"1h"}})
+			}
+			after := readState(t, e)
+			switch r.StatusCode {
+			case http.StatusInsufficientStorage:
+				expectStorageFull(t, r, "page")
+				if after != before {
+					t.Fatalf("507 but the database changed:\nbefore %+v\nafter  %+v", before, after)
+				}
+				t.Fatal("the key could not be stored: the disk filled in the wrong place for this test")
+			case http.StatusSeeOther:
+				r = b.get("/account/api-keys")
+				fallthrough
+			case http.StatusOK:
+				key := keyPattern.FindString(r.body)
+				if key == "" {
+					t.Fatalf("%d without the key\n%.1500s", r.StatusCode, r.body)
+				}
+				if r.Header.Get("Cache-Control") != "no-store" {
+					t.Fatalf("the reveal is cacheable: %q", r.Header.Get("Cache-Control"))
+				}
+				if after.Keys != before.Keys+1 {
+					t.Fatalf("keys %d → %d", before.Keys, after.Keys)
+				}
+				found := false
+				for _, k := range userKeys(t, e, email) {
+					found = found || k.Masked() == apikey.MaskKey(key)
+				}
+				if !found {
+					t.Fatal("the key shown is not the key stored")
+				}
+			default:
+				t.Fatalf("%d\n%.1500s", r.StatusCode, r.body)
+			}
+		})
+	}
 }
