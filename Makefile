@@ -6,7 +6,7 @@ BIN       := bin/peekshot
 CHROMIUM  ?= /usr/bin/chromium
 PKGS      := ./...
 
-.PHONY: build run test generate fmt vet chromium screenshots vendor-htmx clean soak
+.PHONY: build run test generate fmt vet chromium screenshots vendor-htmx clean soak bench load
 
 build: generate
 	$(GO) build -trimpath -o $(BIN) ./cmd/peekshot
@@ -30,6 +30,18 @@ soak: chromium generate
 		$(GO) test -count=1 -timeout 30m -run '^TestSoak$$' -v ./web/
 	PEEKSHOT_CRASH_ROUNDS=$(CRASH_ROUNDS) \
 		$(GO) test -count=1 -timeout 30m -run '^TestCrashSafety$$' -v ./cmd/peekshot/
+
+# Every benchmark (key verification at 100,000 keys, the API Keys tab, whole
+# API requests, renders), not part of `make test`. See docs/performance.md.
+bench: chromium generate
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 15m $(PKGS)
+
+# The load run: bin/peekshot on a temporary database and a free loopback
+# port, HTTP throughput and latency, memory, and renders through the API
+# next to direct chromedp renders, in about two minutes. See
+# docs/performance.md.
+load: chromium build
+	$(GO) run ./cmd/peekshot-load -bin $(BIN) -chrome $(CHROMIUM)
 
 generate:
 	$(GO) tool templ generate -log-level error

@@ -131,8 +131,12 @@ func (s *Server) handleMe(c echo.Context) error {
 	var res meResponse
 	res.Email, res.Credits = u.Email, u.Credits
 	res.Key.ID, res.Key.Label, res.Key.Masked = k.ID, k.Label, k.Masked()
+	body, err := json.Marshal(&res) // json v2: cheaper than c.JSON on the hot path
+	if err != nil {
+		return err
+	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(http.StatusOK, res)
+	return c.JSONBlob(http.StatusOK, body)
 }
 
 // renderRequest is the JSON body of both render endpoints. Pointers tell a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -179,4 +180,48 @@ func BenchmarkAPIKeyVerification(b *testing.B) {
 		}
 		refused(b, bad)
 	})
+}
+
+// BenchmarkAPIRequest serves whole requests through the router, middleware
+// and log line included (the log is JSON, written to nowhere): /healthz,
+// the ceiling, and /api/v1/me with a valid key. The network is left out;
+// make load measures it.
+func BenchmarkAPIRequest(b *testing.B) {
+	st, err := store.Open(context.Background(), filepath.Join(b.TempDir(), "peekshot.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := NewServer(Config{
+		SessionSecret: []byte("0123456789abcdef0123456789abcdef-bench"),
+		PasswordCost:  bcrypt.MinCost,
+	}, st, nil, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		srv.Close(context.Background())
+		st.Close()
+	})
+	keys := seedKeys(b, st, 1, 1)
+	for _, tc := range []struct{ name, path, key string }{
+		{"healthz", "/healthz", ""},
+		{"me", "/api/v1/me", keys[0]},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req := httptest.NewRequest(http.MethodGet, tc.path, nil)
+				if tc.key != "" {
+					req.Header.Set("X-Api-Key", tc.key)
+				}
+				for pb.Next() {
+					rec := httptest.NewRecorder()
+					srv.ServeHTTP(rec, req)
+					if rec.Code != http.StatusOK {
+						b.Fatalf("%s: %d %s", tc.path, rec.Code, rec.Body)
+					}
+				}
+			})
+		})
+	}
 }

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// report prints the run's figures, each beside its target (issue 6).
+type report struct {
+	out    io.Writer
+	missed []string
+}
+
+func (r *report) header(srv *server) {
+	fmt.Fprintf(r.out, "PeekShot load run, %s: %d CPUs, %s/%s, %s, server %s on %s\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), srv.bin, strings.TrimPrefix(srv.url, "http://"))
+}
+
+// verdict says whether a figure meets its target and remembers misses.
+func (r *report) verdict(ok bool, what string) string {
+	if ok {
+		return "met"
+	}
+	r.missed = append(r.missed, what)
+	return "MISSED"
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+func perRequest(d time.Duration, n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f µs", float64(d.Microseconds())/float64(n))
+}
+
+func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }
+
+func (r *report) http(s settings, health, me result) {
+	fmt.Fprintf(r.out, "HTTP, %d keep-alive connections, %s per endpoint in %d alternating rounds\n", s.conns, s.duration, rounds)
+	w := tabwriter.NewWriter(r.out, 2, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "\trequests\treq/s\tp50\tp99\terrors\tserver CPU/req\tload CPU/req\t")
+	for _, row := range []struct {
+		name string
+		res  result
+	}{{"GET /healthz (ceiling)", health}, {"GET /api/v1/me (valid key)", me}} {
+		fmt.Fprintf(w, "%s\t%d\t%.0f\t%s\t%s\t%d\t%s\t%s\t\n", row.name, row.res.n, row.res.rate(), ms(row.res.pct(50)), ms(row.res.pct(99)), row.res.errors,
+			perRequest(row.res.serverCPU, row.res.n), perRequest(row.res.clientCPU, row.res.n))
+	}
+	w.Flush()
+	other := float64(health.otherCPU+me.otherCPU) / float64(health.elapsed+me.elapsed) / float64(runtime.NumCPU())
+	fmt.Fprintf(r.out, "  (other processes and the kernel's own threads took %.0f%% of the CPUs meanwhile)\n", 100*max(other, 0))
+	ratio := me.rate() / health.rate()
+	fmt.Fprintf(r.out, "  /me ÷ /healthz throughput  %.2f   (target ≥ 0.60: %s)\n", ratio, r.verdict(ratio >= 0.6, "/me throughput ratio"))
+	fmt.Fprintf(r.out, "  /me p99                    %s   (target < 10 ms: %s)\n", ms(me.pct(99)), r.verdict(me.pct(99) < 10*time.Millisecond, "/me p99"))
+	fmt.Fprintf(r.out, "  errors                     %d   (target 0: %s)\n\n", health.errors+me.errors, r.verdict(health.errors+me.errors == 0, "HTTP errors"))
+	if me.errors+health.errors > 0 {
+		fmt.Fprintf(r.out, "  first error: %s\n\n", me.firstErr+health.firstErr)
+	}
+}
+
+func (r *report) memory(s settings, idle, tenth, all int64) {
+	growth := float64(all-tenth) / float64(tenth)
+	fmt.Fprintf(r.out, "Server memory (VmRSS of the Go process; Chromium runs apart)\n")
+	fmt.Fprintf(r.out, "  at rest after start        %s   (target < 50 MB: %s)\n", mb(idle), r.verdict(idle < 50<<20, "idle RSS"))
+	fmt.Fprintf(r.out, "  after %7d API requests  %s\n", s.memRequests/10, mb(tenth))
+	fmt.Fprintf(r.out, "  after %7d API requests  %s   (%+.1f%%; target within 20%%: %s)\n\n", s.memRequests, mb(all), growth*100,
+		r.verdict(growth <= 0.2 && growth >= -0.2, "RSS growth"))
+}
+
+func (r *report) renders(s settings, peek, direct renderResults, chromium string) {
+	fmt.Fprintf(r.out, "Rendering one fixed HTML document, %d×%d PNG (%s)\n", renderWidth, renderHeight, chromium)
+	w := tabwriter.NewWriter(r.out, 2, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "\trenders\tp50\tp99\trenders/s\terrors\t")
+	row := func(name string, res result, rate bool) {
+		perSec := "-"
+		if rate {
+			perSec = fmt.Sprintf("%.2f", res.rate())
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%d\t\n", name, res.n, ms(res.pct(50)), ms(res.pct(99)), perSec, res.errors)
+	}
+	pause := fmt.Sprintf(", %s apart", s.renderPause)
+	row("PeekShot API, one at a time"+pause, peek.oneAtATime, false)
+	row("chromedp direct, one at a time"+pause, direct.oneAtATime, false)
+	row("PeekShot API, 1 client back to back", peek.one, true)
+	row("PeekShot API, 2 clients back to back", peek.two, true)
+	row("chromedp direct, 1 client back to back", direct.one, true)
+	row("chromedp direct, 2 clients back to back", direct.two, true)
+	w.Flush()
+	over := float64(peek.oneAtATime.pct(50)) / float64(direct.oneAtATime.pct(50))
+	fmt.Fprintf(r.out, "  PeekShot ÷ direct, p50 one at a time   %.2f   (target ≤ 1.15: %s)\n", over, r.verdict(over <= 1.15, "render overhead"))
+	busy := float64(peek.one.pct(50)) / float64(direct.one.pct(50))
+	fmt.Fprintf(r.out, "  PeekShot ÷ direct, p50 back to back    %.2f\n", busy)
+	scale := peek.two.rate() / peek.one.rate()
+	fmt.Fprintf(r.out, "  PeekShot 2 clients ÷ 1, renders/s      %.2f   (target ≥ 1.6: %s)\n", scale, r.verdict(scale >= 1.6, "render scaling"))
+	fmt.Fprintf(r.out, "  direct 2 clients ÷ 1, renders/s        %.2f\n\n", direct.two.rate()/direct.one.rate())
+	if len(r.missed) > 0 {
+		fmt.Fprintf(r.out, "Missed: %s (see docs/performance.md)\n", strings.Join(r.missed, ", "))
+	} else {
+		fmt.Fprintln(r.out, "Every target met.")
+	}
+}
