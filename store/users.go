@@ -86,6 +86,19 @@ func (s *Store) UserByID(ctx context.Context, id int64) (User, error) {
 	return u, nil
 }
 
+// EmailAndCredits reads what GET /api/v1/me tells a key's owner, and no
+// more: that request is made often and should cost as little as a read can.
+func (s *Store) EmailAndCredits(ctx context.Context, userID int64) (email string, credits int64, err error) {
+	err = s.read.QueryRowContext(ctx, `SELECT email, credits FROM users WHERE id = ?`, userID).Scan(&email, &credits)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("email and credits: %w", err)
+	}
+	return email, credits, nil
+}
+
 // UpdateUserName changes the display name.
 func (s *Store) UpdateUserName(ctx context.Context, userID int64, name string) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {

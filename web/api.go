@@ -88,14 +88,15 @@ func (s *Server) requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 		now := s.cfg.Now()
 		k, gen, cached := s.keys.get(hash, now)
 		if !cached {
-			k, err = s.store.APIKeyByHash(r.Context(), hash)
+			stored, err := s.store.APIKeyByHash(r.Context(), hash)
 			if errors.Is(err, store.ErrNotFound) {
 				return errInvalidKey
 			}
 			if err != nil {
 				return err
 			}
-			s.keys.put(hash, k, gen, now)
+			s.keys.put(hash, stored, gen, now)
+			k = &stored
 		}
 		switch k.Status(now) {
 		case store.KeyExpired:
@@ -104,7 +105,7 @@ func (s *Server) requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 			return errInactiveKey
 		}
 		s.usage.record(k.ID, now)
-		c.Set(ctxKey, &k)
+		c.Set(ctxKey, k) // shared with the cache: handlers only read it
 		return next(c)
 	}
 }
@@ -121,7 +122,7 @@ type meResponse struct {
 
 func (s *Server) handleMe(c echo.Context) error {
 	k := currentKey(c)
-	u, err := s.store.UserByID(c.Request().Context(), k.UserID)
+	email, credits, err := s.store.EmailAndCredits(c.Request().Context(), k.UserID)
 	if errors.Is(err, store.ErrNotFound) {
 		return errInvalidKey // the account was deleted a moment ago
 	}
@@ -129,7 +130,7 @@ func (s *Server) handleMe(c echo.Context) error {
 		return err
 	}
 	var res meResponse
-	res.Email, res.Credits = u.Email, u.Credits
+	res.Email, res.Credits = email, credits
 	res.Key.ID, res.Key.Label, res.Key.Masked = k.ID, k.Label, k.Masked()
 	body, err := json.Marshal(&res) // json v2: cheaper than c.JSON on the hot path
 	if err != nil {

@@ -33,7 +33,7 @@ type keyCache struct {
 }
 
 type cachedKey struct {
-	key    store.APIKey
+	key    *store.APIKey // never changed once cached: requests share it
 	readAt time.Time
 }
 
@@ -41,15 +41,15 @@ func newKeyCache() *keyCache {
 	return &keyCache{entries: make(map[apikey.Hash]cachedKey)}
 }
 
-// get returns the cached key for h. On a miss it returns the generation to
-// hand to put after reading the database.
-func (c *keyCache) get(h apikey.Hash, now time.Time) (k store.APIKey, gen uint64, ok bool) {
+// get returns the cached key for h, which the caller must not change. On a
+// miss it returns the generation to hand to put after reading the database.
+func (c *keyCache) get(h apikey.Hash, now time.Time) (k *store.APIKey, gen uint64, ok bool) {
 	c.mu.RLock()
 	e, ok := c.entries[h]
 	gen = c.gen
 	c.mu.RUnlock()
 	if !ok || now.Sub(e.readAt) >= keyCacheTTL || now.Before(e.readAt) {
-		return store.APIKey{}, gen, false
+		return nil, gen, false
 	}
 	return e.key, gen, true
 }
@@ -70,7 +70,7 @@ func (c *keyCache) put(h apikey.Hash, k store.APIKey, gen uint64, now time.Time)
 			break
 		}
 	}
-	c.entries[h] = cachedKey{key: k, readAt: now}
+	c.entries[h] = cachedKey{key: &k, readAt: now}
 }
 
 // forgetKey drops one key; call it after changing the key.
@@ -88,7 +88,7 @@ func (c *keyCache) forget(match func(*store.APIKey) bool) {
 	defer c.mu.Unlock()
 	c.gen++
 	for h, e := range c.entries {
-		if match(&e.key) {
+		if match(e.key) {
 			delete(c.entries, h)
 		}
 	}

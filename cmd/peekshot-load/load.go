@@ -215,8 +215,9 @@ func (s *server) httpRounds(ctx context.Context, ceiling, api request, set setti
 
 // renderResults are the render phases of one way of rendering.
 type renderResults struct {
-	oneAtATime result // with an idle pause between renders
-	one, two   result // back to back, one client and two
+	oneAtATime result        // with an idle pause between renders
+	one, two   result        // back to back, one client and two
+	cpu        time.Duration // machine CPU per render, back to back with one client
 }
 
 // renderPhases measures render: one at a time on an otherwise idle
@@ -244,7 +245,11 @@ func renderPhases(ctx context.Context, s settings, render func(context.Context) 
 	}
 	for i, workers := range []int{1, 2} {
 		deadline := time.Now().Add(s.renderFor)
+		machine := machineCPU()
 		res := hammer(ctx, workers, func() bool { return time.Now().Before(deadline) }, each)
+		if i == 0 && res.n > 0 {
+			rr.cpu = (machineCPU() - machine) / time.Duration(res.n)
+		}
 		if res.errors > 0 && strings.TrimSpace(res.firstErr) != "" {
 			return rr, fmt.Errorf("%d of %d renders failed: %s", res.errors, res.n, res.firstErr)
 		}

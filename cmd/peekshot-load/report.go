@@ -97,7 +97,10 @@ func (r *report) renders(s settings, peek, direct renderResults, chromium string
 	fmt.Fprintf(r.out, "  PeekShot ÷ direct, p50 back to back    %.2f\n", busy)
 	scale := peek.two.rate() / peek.one.rate()
 	fmt.Fprintf(r.out, "  PeekShot 2 clients ÷ 1, renders/s      %.2f   (target ≥ 1.6: %s)\n", scale, r.verdict(scale >= 1.6, "render scaling"))
-	fmt.Fprintf(r.out, "  direct 2 clients ÷ 1, renders/s        %.2f\n\n", direct.two.rate()/direct.one.rate())
+	fmt.Fprintf(r.out, "  direct 2 clients ÷ 1, renders/s        %.2f\n", direct.two.rate()/direct.one.rate())
+	fmt.Fprintf(r.out, "  machine CPU per render, 1 client: PeekShot %s, direct %s (%d CPUs: at most %.1f and %.1f renders/s)\n\n",
+		ms(peek.cpu), ms(direct.cpu), runtime.NumCPU(), float64(runtime.NumCPU())*float64(time.Second)/float64(max(peek.cpu, 1)),
+		float64(runtime.NumCPU())*float64(time.Second)/float64(max(direct.cpu, 1)))
 	if len(r.missed) > 0 {
 		fmt.Fprintf(r.out, "Missed: %s (see docs/performance.md)\n", strings.Join(r.missed, ", "))
 	} else {
