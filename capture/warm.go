@@ -40,7 +40,8 @@ func (c *Chromium) tabFor(jobCtx context.Context, b *chromiumProcess) (*tab, err
 	c.topUpLocked(b)
 	c.mu.Unlock()
 	if t != nil && (t.ctx.Err() != nil || jobCtx.Err() != nil) {
-		c.bg.Go(func() { c.closeTab(b, t) })
+		unused := t
+		c.bg.Go(func() { c.closeTab(b, unused) })
 		t = nil
 	}
 	if t != nil {
