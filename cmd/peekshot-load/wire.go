@@ -16,8 +16,8 @@ import (
 // keep-alive connection per worker, the request written as prepared bytes
 // and the answer read with no allocation. The generator shares the
 // machine's CPUs with the server, so the less it spends per request, the
-// more the figures describe the server (net/http's client costs about
-// three times as much).
+// more the figures describe the server (net/http's client costs more than
+// twice as much).
 type wireClient struct {
 	addr    string
 	request []byte
