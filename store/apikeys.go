@@ -159,14 +159,27 @@ func (s *Store) APIKey(ctx context.Context, userID, keyID int64) (APIKey, error)
 	return k, nil
 }
 
+const apiKeyByHashQuery = `SELECT id, user_id, label, prefix, last4, active, expires_at
+	FROM api_keys INDEXED BY api_keys_auth WHERE key_hash = ?`
+
 // APIKeyByHash finds a key by the SHA-256 of the whole key, for API
-// authentication. The hash is matched by the unique index.
+// authentication. It reads only what authentication and /api/v1/me need
+// (no usage, creation time or rotation link), all of it from the covering
+// index api_keys_auth: SQLite would otherwise take the unique index on the
+// hash and then read the row too. (PostgreSQL would say the same with a
+// unique index INCLUDE-ing these columns.)
 func (s *Store) APIKeyByHash(ctx context.Context, hash apikey.Hash) (APIKey, error) {
-	k, err := scanAPIKey(s.read.QueryRowContext(ctx,
-		`SELECT `+apiKeyColumns+` FROM api_keys WHERE key_hash = ?`, hash[:]))
+	k := APIKey{}
+	var expires sql.NullInt64
+	err := s.read.QueryRowContext(ctx, apiKeyByHashQuery, hash[:]).
+		Scan(&k.ID, &k.UserID, &k.Label, &k.Prefix, &k.Last4, &k.Active, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
 	if err != nil {
 		return APIKey{}, fmt.Errorf("API key by hash: %w", err)
 	}
+	k.ExpiresAt = unix(expires)
 	return k, nil
 }
 

@@ -117,7 +117,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
-	read, err := sql.Open(driver, dsn("deferred")+"&mode=ro")
+	// Readers keep up to 16 MB of pages each (SQLite's default is 2 MB), so
+	// the API key index of a large install stays in memory; only pages
+	// actually read take memory.
+	read, err := sql.Open(driver, dsn("deferred")+"&mode=ro&_cache_size=-16384")
 	if err != nil {
 		write.Close()
 		return nil, fmt.Errorf("open store: %w", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -498,5 +499,28 @@ func TestLoginFailures(t *testing.T) {
 	}
 	if n, _ := s.LoginFailures(ctx, "a@example.com", since()); n != 0 {
 		t.Fatal("not cleared")
+	}
+}
+
+// API authentication is answered from the covering index alone; a change
+// that made it read the table again would double its cost.
+func TestAPIKeyByHashUsesCoveringIndex(t *testing.T) {
+	s, _ := openTest(t)
+	rows, err := s.read.Query(`EXPLAIN QUERY PLAN `+apiKeyByHashQuery, make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan += detail + "\n"
+	}
+	if !strings.Contains(plan, "USING COVERING INDEX api_keys_auth") {
+		t.Fatalf("plan:\n%s", plan)
 	}
 }
