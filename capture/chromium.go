@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -65,6 +66,7 @@ type Chromium struct {
 	startErr error                     // error of the last start
 	browsers map[*chromiumProcess]bool // every browser process not yet stopped
 	starts   int                       // browsers started so far
+	workDir  string                    // this process's Chromium files (see workdir.go)
 	sandbox  bool                      // start Chromium with its sandbox
 	jobs     sync.WaitGroup            // Render calls in flight
 	warmed   *sync.Cond                // signalled when a tab opened ahead of demand is done
@@ -78,6 +80,7 @@ type chromiumProcess struct {
 	allocCancel context.CancelFunc
 	session     *chromedp.Browser
 	pid         int
+	dir         string // its profile and TMPDIR, removed when it stops
 
 	// Guarded by Chromium.mu.
 	jobs     int    // jobs started on it
@@ -103,11 +106,14 @@ func (b *chromiumProcess) lost() bool {
 }
 
 // release kills the process (if it still runs), waits for it and removes its
-// temporary profile.
+// profile and temporary files.
 func (b *chromiumProcess) release() {
 	b.releaseOnce.Do(func() {
 		b.cancel()
 		b.allocCancel()
+		if b.dir != "" {
+			removeBrowserDir(b.dir)
+		}
 	})
 }
 
@@ -141,8 +147,13 @@ func New(ctx context.Context, cfg Config) (*Chromium, error) {
 	}
 	cfg.ChromePath = path
 
+	workDir, err := newWorkDir()
+	if err != nil {
+		return nil, err
+	}
 	p, err := startProxy(cfg.Guard, cfg.Logger)
 	if err != nil {
+		_ = os.RemoveAll(workDir)
 		return nil, err
 	}
 	shutdown, cancelShutdown := context.WithCancel(context.Background())
@@ -156,6 +167,7 @@ func New(ctx context.Context, cfg Config) (*Chromium, error) {
 		shutdown:       shutdown,
 		cancelShutdown: cancelShutdown,
 		browsers:       make(map[*chromiumProcess]bool),
+		workDir:        workDir,
 		sandbox:        os.Geteuid() != 0,
 	}
 	c.warmed = sync.NewCond(&c.mu)
@@ -380,7 +392,11 @@ func (c *Chromium) launch() (*chromiumProcess, error) {
 }
 
 func (c *Chromium) launchWith(sandbox bool) (*chromiumProcess, error) {
-	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), c.allocatorOptions(sandbox)...)
+	dir, err := newBrowserDir(c.workDir)
+	if err != nil {
+		return nil, err
+	}
+	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), c.allocatorOptions(sandbox, dir)...)
 	logf := func(format string, args ...any) { c.log.Debug("chromedp: " + fmt.Sprintf(format, args...)) }
 	bctx, bcancel := chromedp.NewContext(allocCtx, chromedp.WithLogf(logf), chromedp.WithErrorf(logf))
 
@@ -388,7 +404,6 @@ func (c *Chromium) launchWith(sandbox bool) (*chromiumProcess, error) {
 	// carry a deadline; the start is bounded from the side instead.
 	errc := make(chan error, 1)
 	go func() { errc <- chromedp.Do(bctx) }()
-	var err error
 	select {
 	case err = <-errc:
 	case <-time.After(browserStartTimeout):
@@ -400,10 +415,11 @@ func (c *Chromium) launchWith(sandbox bool) (*chromiumProcess, error) {
 	if err != nil {
 		bcancel()
 		allocCancel()
+		removeBrowserDir(dir)
 		return nil, fmt.Errorf("start Chromium (%s): %w", c.cfg.ChromePath, err)
 	}
 	session := chromedp.FromContext(bctx).Browser
-	b := &chromiumProcess{ctx: bctx, cancel: bcancel, allocCancel: allocCancel, session: session}
+	b := &chromiumProcess{ctx: bctx, cancel: bcancel, allocCancel: allocCancel, session: session, dir: dir}
 	if p := session.Process(); p != nil {
 		b.pid = p.Pid
 	}
@@ -439,9 +455,10 @@ func (c *Chromium) watch(b *chromiumProcess) {
 	}
 }
 
-func (c *Chromium) allocatorOptions(sandbox bool) []chromedp.ExecAllocatorOption {
+func (c *Chromium) allocatorOptions(sandbox bool, dir string) []chromedp.ExecAllocatorOption {
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(c.cfg.ChromePath),
+		chromedp.UserDataDir(filepath.Join(dir, "profile")),
 		// The sandbox contains a page that exploits the renderer; it cannot
 		// run as root, which is where the tests and many containers run.
 		chromedp.Flag("no-sandbox", !sandbox),
@@ -520,7 +537,9 @@ func (c *Chromium) Close() error {
 		b.release()
 	}
 	c.bg.Wait()
-	return c.proxy.Close()
+	err := c.proxy.Close()
+	_ = os.RemoveAll(c.workDir)
+	return err
 }
 
 // OpenTabs counts the page targets of every running browser, except the
