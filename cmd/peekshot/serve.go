@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +50,19 @@ func (f *inFlight) wait(d time.Duration) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return true
+}
+
+// openURL is where a person on this machine opens the dashboard.
+func openURL(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(tcp.Port)) + "/"
 }
 
 func newLogger(format string, w io.Writer) *slog.Logger {
@@ -101,7 +115,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("PeekShot is listening", "addr", ln.Addr().String(), "db", cfg.DB)
+	log.Info("PeekShot is listening", "addr", ln.Addr().String(), "url", openURL(ln.Addr()), "db", cfg.DB)
 	if st.Created() {
 		fmt.Fprint(stdout, firstStartHint(cfg))
 	}
