@@ -140,7 +140,8 @@ type ErrorProps struct {
 	Message string
 }
 
-func keyLabel(k store.APIKey) string {
+// KeyLabel is how a key is named to people: its label, or "Untitled key".
+func KeyLabel(k store.APIKey) string {
 	if k.Label == "" {
 		return "Untitled key"
 	}

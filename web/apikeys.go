@@ -99,7 +99,7 @@ func (s *Server) handleCreateAPIKey(c echo.Context) error {
 	k, err := s.store.CreateAPIKey(c.Request().Context(), store.NewAPIKey{UserID: u.ID, Label: label, Key: key})
 	if errors.Is(err, store.ErrKeyLimit) {
 		return s.createKeyFailed(c, templates.CreateKeyForm{Label: label,
-			Error: "You've reached the limit of " + itoa(store.MaxAPIKeys) + " API keys. Delete a key you no longer use to create another."})
+			Error: "You've reached the limit of " + strconv.Itoa(store.MaxAPIKeys) + " API keys. Delete a key you no longer use to create another."})
 	}
 	if err != nil {
 		return err
@@ -187,7 +187,7 @@ func (s *Server) handleSetAPIKeyActive(active bool) echo.HandlerFunc {
 		}
 		if k.Status(s.cfg.Now()) == store.KeyExpired {
 			return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key expired",
-				Message: "“" + labelOf(k) + "” has expired after a rotation and can't be turned back on. Use its replacement or create a new key."}
+				Message: "“" + templates.KeyLabel(k) + "” has expired after a rotation and can't be turned back on. Use its replacement or create a new key."}
 		}
 		id := k.ID
 		k, err = s.store.SetAPIKeyActive(c.Request().Context(), u.ID, id, active)
@@ -198,9 +198,9 @@ func (s *Server) handleSetAPIKeyActive(active bool) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		msg := "“" + labelOf(k) + "” deactivated. Requests with it are refused until you activate it again."
+		msg := "“" + templates.KeyLabel(k) + "” deactivated. Requests with it are refused until you activate it again."
 		if active {
-			msg = "“" + labelOf(k) + "” activated. It works again right away."
+			msg = "“" + templates.KeyLabel(k) + "” activated. It works again right away."
 		}
 		s.log.Info("API key status changed", "user_id", u.ID, "api_key_id", k.ID, "active", active, "request_id", c.Get(ctxReqID))
 		if !isHTMX(c) {
@@ -227,10 +227,10 @@ func (s *Server) handleRotateAPIKey(c echo.Context) error {
 	switch k.Status(s.cfg.Now()) {
 	case store.KeyExpired:
 		return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key expired",
-			Message: "“" + labelOf(k) + "” has already expired; create a new key instead."}
+			Message: "“" + templates.KeyLabel(k) + "” has already expired; create a new key instead."}
 	case store.KeyExpiring:
 		return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key already rotated",
-			Message: "“" + labelOf(k) + "” was already rotated; its replacement is in the list."}
+			Message: "“" + templates.KeyLabel(k) + "” was already rotated; its replacement is in the list."}
 	}
 	next, err := apikey.Generate()
 	if err != nil {
@@ -243,17 +243,17 @@ func (s *Server) handleRotateAPIKey(c echo.Context) error {
 		return errKeyNotFound
 	case errors.Is(err, store.ErrAlreadyRotated):
 		return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key already rotated",
-			Message: "“" + labelOf(k) + "” was already rotated; its replacement is in the list."}
+			Message: "“" + templates.KeyLabel(k) + "” was already rotated; its replacement is in the list."}
 	case errors.Is(err, store.ErrKeyLimit):
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: "invalid_request", Title: "Key limit reached",
-			Message: "You have " + itoa(store.MaxAPIKeys) + " keys, the most an account can hold. Rotate with “Stop immediately”, or delete a key first."}
+			Message: "You have " + strconv.Itoa(store.MaxAPIKeys) + " keys, the most an account can hold. Rotate with “Stop immediately”, or delete a key first."}
 	case err != nil:
 		return err
 	}
 	s.log.Info("API key rotated", "user_id", u.ID, "api_key_id", old.ID, "replacement_id", repl.ID, "request_id", c.Get(ctxReqID))
-	msg := "“" + labelOf(old) + "” rotated. The old key stopped working."
+	msg := "“" + templates.KeyLabel(old) + "” rotated. The old key stopped working."
 	if grace > 0 {
-		msg = "“" + labelOf(old) + "” rotated. The old key keeps working for " + graceText(grace) + "."
+		msg = "“" + templates.KeyLabel(old) + "” rotated. The old key keeps working for " + graceText(grace) + "."
 	}
 	return s.showNewKey(c, next, repl.ID, old.ID, msg)
 }
@@ -293,7 +293,7 @@ func (s *Server) handleDeleteAPIKey(c echo.Context) error {
 		return err
 	}
 	s.log.Info("API key deleted", "user_id", u.ID, "api_key_id", k.ID, "request_id", c.Get(ctxReqID))
-	msg := "“" + labelOf(k) + "” deleted. Requests with it are refused from now on."
+	msg := "“" + templates.KeyLabel(k) + "” deleted. Requests with it are refused from now on."
 	if !isHTMX(c) {
 		return s.redirectWithFlash(c, "/account/api-keys", templates.FlashSuccess, msg)
 	}
@@ -308,13 +308,6 @@ func (s *Server) handleDeleteAPIKey(c echo.Context) error {
 		return s.render(c, http.StatusOK, templates.KeysEmptyUpdate(done))
 	}
 	return s.render(c, http.StatusOK, templates.Toasts(done))
-}
-
-func labelOf(k store.APIKey) string {
-	if k.Label == "" {
-		return "Untitled key"
-	}
-	return k.Label
 }
 
 // displayable echoes typed text back into a form only when it is valid text.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/a-h/templ"
@@ -161,8 +162,8 @@ func (s *Server) handleLogin(c echo.Context) error {
 
 func (s *Server) loginThrottled(c echo.Context, f templates.AuthForm) error {
 	minutes := int(math.Ceil(s.cfg.LoginFailureWindow.Minutes()))
-	c.Response().Header().Set("Retry-After", itoa(int(s.cfg.LoginFailureWindow.Seconds())))
-	f.Error = "Too many failed sign-in attempts for this account. Wait " + itoa(minutes) + " minutes and try again."
+	c.Response().Header().Set("Retry-After", strconv.Itoa(int(s.cfg.LoginFailureWindow.Seconds())))
+	f.Error = "Too many failed sign-in attempts for this account. Wait " + strconv.Itoa(minutes) + " minutes and try again."
 	return s.renderAuth(c, http.StatusTooManyRequests, "Sign in", templates.LoginPage, f)
 }
 

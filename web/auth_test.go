@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -158,7 +159,7 @@ func TestLoginThrottle(t *testing.T) {
 	b.get("/login")
 	for i := range 10 {
 		// A changing X-Forwarded-For must not reset the count.
-		r := b.post("/login", url.Values{"email": {email}, "password": {"nope nope"}}, "X-Forwarded-For", "10.0.0."+itoa(i))
+		r := b.post("/login", url.Values{"email": {email}, "password": {"nope nope"}}, "X-Forwarded-For", "10.0.0."+strconv.Itoa(i))
 		expectStatus(t, r, http.StatusUnprocessableEntity)
 	}
 	r := b.post("/login", url.Values{"email": {email}, "password": {"correct horse battery"}}, "X-Forwarded-For", "10.9.9.9")

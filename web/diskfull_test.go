@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -230,7 +231,7 @@ func TestStorageFullBetweenKeyAndReveal(t *testing.T) {
 			var path string
 			if action == "rotate" {
 				_, id := createKeyHTMX(t, b, "to rotate")
-				path = "/account/api-keys/" + itoa(int(id)) + "/rotate"
+				path = "/account/api-keys/" + strconv.Itoa(int(id)) + "/rotate"
 			}
 			// Start the session afresh so its row is the newest, then fill
 			// the sessions table behind it until the disk is full.

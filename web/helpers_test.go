@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -214,7 +215,7 @@ func uniqueEmail() string {
 	emailSeq.Lock()
 	defer emailSeq.Unlock()
 	emailSeq.n++
-	return "user" + itoa(emailSeq.n) + "@example.com"
+	return "user" + strconv.Itoa(emailSeq.n) + "@example.com"
 }
 
 // signUp creates an account through the real form and returns the signed-in browser.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
@@ -119,7 +120,7 @@ func TestHostileFormInput(t *testing.T) {
 	ownKey := func(b *browser) string {
 		if keyPaths[b] == "" {
 			_, id := createKeyHTMX(t, b, "target")
-			keyPaths[b] = "/account/api-keys/" + itoa(int(id))
+			keyPaths[b] = "/account/api-keys/" + strconv.Itoa(int(id))
 		}
 		return keyPaths[b]
 	}

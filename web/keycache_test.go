@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -76,7 +77,7 @@ func TestKeyChangesApplyToTheNextRequest(t *testing.T) {
 			t.Fatal("the key is not in the key cache after a request")
 		}
 	}
-	path := func(id int64) string { return "/account/api-keys/" + itoa(int(id)) }
+	path := func(id int64) string { return "/account/api-keys/" + strconv.Itoa(int(id)) }
 
 	t.Run("Deactivate", func(t *testing.T) {
 		key, id := createKeyHTMX(t, b, "deactivated")
@@ -147,7 +148,7 @@ func TestKeyChangeRacingRequests(t *testing.T) {
 	e := newTestEnv(t)
 	b, _ := e.signUp()
 	key, id := createKeyHTMX(t, b, "raced")
-	path := "/account/api-keys/" + itoa(int(id))
+	path := "/account/api-keys/" + strconv.Itoa(int(id))
 
 	var stop atomic.Bool
 	var wg sync.WaitGroup

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -212,6 +213,6 @@ func (s *Server) verifyPassword(c echo.Context, u *store.User, password string) 
 func (s *Server) errPasswordThrottled() *httpError {
 	minutes := int(math.Ceil(s.cfg.LoginFailureWindow.Minutes()))
 	return &httpError{Status: http.StatusTooManyRequests, Code: "rate_limited", Title: "Too many attempts",
-		Message:    "Too many wrong passwords for this account. Nothing was changed; wait " + itoa(minutes) + " minutes and try again.",
+		Message:    "Too many wrong passwords for this account. Nothing was changed; wait " + strconv.Itoa(minutes) + " minutes and try again.",
 		RetryAfter: int(s.cfg.LoginFailureWindow.Seconds())}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -54,7 +55,7 @@ func TestProfilePage(t *testing.T) {
 	createKeyHTMX(t, b, "one")
 	_, second := createKeyHTMX(t, b, "two")
 	createKeyHTMX(t, b, "three")
-	expectStatus(t, b.htmx(http.MethodPost, "/account/api-keys/"+itoa(int(second))+"/deactivate", url.Values{}), http.StatusOK)
+	expectStatus(t, b.htmx(http.MethodPost, "/account/api-keys/"+strconv.Itoa(int(second))+"/deactivate", url.Values{}), http.StatusOK)
 	u := userOf(t, e, email)
 
 	t.Run("FullPage", func(t *testing.T) {

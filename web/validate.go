@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/mail"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -30,7 +31,7 @@ func cleanText(what, value string, max int) (string, string) {
 		}
 	}
 	if n := utf8.RuneCountInString(value); n > max {
-		return "", what + " must be at most " + itoa(max) + " characters (this one has " + itoa(n) + ")."
+		return "", what + " must be at most " + strconv.Itoa(max) + " characters (this one has " + strconv.Itoa(n) + ")."
 	}
 	return value, ""
 }
@@ -76,26 +77,4 @@ func checkNewPassword(pw string) string {
 		return "Use at most 1024 characters."
 	}
 	return ""
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	if neg {
-		i--
-		b[i] = '-'
-	}
-	return string(b[i:])
 }
