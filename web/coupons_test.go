@@ -188,17 +188,7 @@ func TestRedeemCouponRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := stateOf(t, e, email)
-			for _, htmx := range []bool{false, true} {
-				var r response
-				if htmx {
-					r = b.htmx(http.MethodPost, "/account/coupons/redeem", url.Values{"code": {tc.code}})
-				} else {
-					r = b.post("/account/coupons/redeem", url.Values{"code": {tc.code}})
-				}
-				expectStatus(t, r, http.StatusUnprocessableEntity)
-				if isFullPage(r.body) == htmx {
-					t.Fatalf("htmx=%v: full page = %v", htmx, isFullPage(r.body))
-				}
+			refusedBothWays(t, b, "/account/coupons/redeem", url.Values{"code": {tc.code}}, func(htmx bool, r response) {
 				d := r.doc(t)
 				msg := strings.TrimSpace(d.Find(`[data-testid="redeem-error"]`).Text())
 				if !strings.Contains(msg, tc.msg) {
@@ -214,7 +204,7 @@ func TestRedeemCouponRefused(t *testing.T) {
 					t.Fatalf("%s and %s get the same message %q", prev, tc.name, msg)
 				}
 				seen[msg] = tc.name
-			}
+			})
 			if after := stateOf(t, e, email); after != before {
 				t.Fatalf("a refused redemption changed %+v into %+v", before, after)
 			}

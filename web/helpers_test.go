@@ -255,3 +255,27 @@ func (r response) rowDoc(t *testing.T) *goquery.Document {
 	}
 	return d
 }
+
+// refusedBothWays posts form to path as a plain form and through htmx, checks
+// that each is refused with 422, as a whole page and as a fragment, and hands
+// each answer to check.
+func refusedBothWays(t *testing.T, b *browser, path string, form url.Values, check func(htmx bool, r response)) {
+	t.Helper()
+	for _, htmx := range []bool{false, true} {
+		f := url.Values{}
+		for k, v := range form {
+			f[k] = v
+		}
+		var r response
+		if htmx {
+			r = b.htmx(http.MethodPost, path, f)
+		} else {
+			r = b.post(path, f)
+		}
+		expectStatus(t, r, http.StatusUnprocessableEntity)
+		if isFullPage(r.body) == htmx {
+			t.Fatalf("htmx=%v: full page = %v", htmx, isFullPage(r.body))
+		}
+		check(htmx, r)
+	}
+}

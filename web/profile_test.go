@@ -156,17 +156,7 @@ func TestUpdateName(t *testing.T) {
 			{"InvalidUTF8", "Ada\xff", "valid text"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				for _, htmx := range []bool{false, true} {
-					var r response
-					if htmx {
-						r = b.htmx(http.MethodPost, "/account/profile", url.Values{"name": {tc.value}})
-					} else {
-						r = b.post("/account/profile", url.Values{"name": {tc.value}})
-					}
-					expectStatus(t, r, http.StatusUnprocessableEntity)
-					if isFullPage(r.body) == htmx {
-						t.Fatalf("htmx=%v: full page = %v", htmx, isFullPage(r.body))
-					}
+				refusedBothWays(t, b, "/account/profile", url.Values{"name": {tc.value}}, func(htmx bool, r response) {
 					d := r.doc(t)
 					if msg := d.Find(`[data-testid="error-name"]`).Text(); !strings.Contains(msg, tc.msg) {
 						t.Fatalf("htmx=%v: message %q, want %q", htmx, msg, tc.msg)
@@ -174,7 +164,7 @@ func TestUpdateName(t *testing.T) {
 					if d.Find(`#f-name[aria-invalid="true"]`).Length() != 1 {
 						t.Fatal("input not marked invalid")
 					}
-				}
+				})
 				if got := userOf(t, e, email).Name; got != "Grace" {
 					t.Fatalf("a refused name changed the stored one to %q", got)
 				}
@@ -216,25 +206,15 @@ func TestChangePassword(t *testing.T) {
 			{"InvalidUTF8New", testPassword, "long enough\xff", "new_password", "valid text"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				for _, htmx := range []bool{false, true} {
-					form := url.Values{"current_password": {tc.current}, "new_password": {tc.next}}
-					var r response
-					if htmx {
-						r = b.htmx(http.MethodPost, "/account/password", form)
-					} else {
-						r = b.post("/account/password", form)
-					}
-					expectStatus(t, r, http.StatusUnprocessableEntity)
-					if isFullPage(r.body) == htmx {
-						t.Fatalf("htmx=%v: full page = %v", htmx, isFullPage(r.body))
-					}
+				form := url.Values{"current_password": {tc.current}, "new_password": {tc.next}}
+				refusedBothWays(t, b, "/account/password", form, func(htmx bool, r response) {
 					if msg := r.doc(t).Find(`[data-testid="error-` + tc.field + `"]`).Text(); !strings.Contains(msg, tc.msg) {
 						t.Fatalf("htmx=%v: %s error %q, want %q", htmx, tc.field, msg, tc.msg)
 					}
 					if tc.current != "" && strings.Contains(r.body, tc.current) || tc.next != "" && strings.Contains(r.body, tc.next) {
 						t.Fatal("a password was echoed into the page")
 					}
-				}
+				})
 				unchanged(t)
 			})
 		}
@@ -334,17 +314,7 @@ func TestDeleteAccount(t *testing.T) {
 			{"WrongPassword", "not my password", "incorrect"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				for _, htmx := range []bool{false, true} {
-					var r response
-					if htmx {
-						r = b.htmx(http.MethodPost, "/account/delete", url.Values{"password": {tc.password}})
-					} else {
-						r = b.post("/account/delete", url.Values{"password": {tc.password}})
-					}
-					expectStatus(t, r, http.StatusUnprocessableEntity)
-					if isFullPage(r.body) == htmx {
-						t.Fatalf("htmx=%v: full page = %v", htmx, isFullPage(r.body))
-					}
+				refusedBothWays(t, b, "/account/delete", url.Values{"password": {tc.password}}, func(htmx bool, r response) {
 					msg := r.doc(t).Find(`[data-testid="error-delete"]`).Text()
 					if !strings.Contains(msg, tc.msg) || !strings.Contains(msg, "not deleted") {
 						t.Fatalf("message %q", msg)
@@ -352,7 +322,7 @@ func TestDeleteAccount(t *testing.T) {
 					if r.Header.Get("HX-Redirect") != "" {
 						t.Fatal("refusal redirects")
 					}
-				}
+				})
 				if _, err := e.store.UserByEmail(context.Background(), email); err != nil {
 					t.Fatal("account deleted")
 				}
