@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/page"
@@ -169,6 +170,20 @@ func TestBrowserAPIKeysFlow(t *testing.T) {
 	if strings.Contains(e.logs.String(), key[4:36]) {
 		t.Fatal("the key appears in the server log")
 	}
+
+	// A double click on Create API Key creates one key, not two: the button
+	// is disabled while its request runs.
+	step("double click",
+		bt.Type(`[data-testid="key-label"]`, "Double"),
+		chromedp.DoubleClick(`[data-testid="create-key"]`, bt.CSS(`[data-testid="create-key"]`), chromedp.NodeVisible),
+		bt.WaitVisible(`[data-testid="key-reveal"]`),
+		chromedp.Sleep(500*time.Millisecond), // room for a second request, if one went out
+	)
+	u, _ := e.store.UserByEmail(context.Background(), email)
+	if keys, _ := e.store.APIKeys(context.Background(), u.ID); len(keys) != 1 || keys[0].Label != "Double" {
+		t.Fatalf("a double click made %d keys", len(keys))
+	}
+
 	if v := eval(`JSON.stringify(window.__cspViolations)`); v != "[]" {
 		t.Fatalf("Content-Security-Policy violations: %s", v)
 	}
