@@ -140,9 +140,9 @@ func TestStorageFull(t *testing.T) {
 				id, _ := NewSessionID()
 				return s.CreateSession(ctx, Session{ID: id, UserID: u.ID, Data: []byte(pad), CreatedAt: s.now(), LastSeenAt: s.now()})
 			}},
-			{"RecordLoginFailure", func(n int, mark func()) error {
+			{"AdmitLoginAttempt", func(n int, mark func()) error {
 				mark()
-				_, err := s.RecordLoginFailure(ctx, fmt.Sprintf("%s%d@example.com", pad[:200], n), s.now().Add(-1))
+				_, err := s.AdmitLoginAttempt(ctx, fmt.Sprintf("%s%d@example.com", pad[:200], n), s.now().Add(-1), 10)
 				return err
 			}},
 			{"CreateCoupon", func(n int, mark func()) error {

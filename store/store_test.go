@@ -476,29 +476,61 @@ func TestChargeRender(t *testing.T) {
 	})
 }
 
-func TestLoginFailures(t *testing.T) {
+func TestAdmitLoginAttempt(t *testing.T) {
 	s, clk := openTest(t)
 	ctx := context.Background()
 	since := func() time.Time { return clk.Now().Add(-15 * time.Minute) }
+	admit := func(email string) bool {
+		t.Helper()
+		ok, err := s.AdmitLoginAttempt(ctx, email, since(), 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
 	for i := 1; i <= 3; i++ {
-		n, err := s.RecordLoginFailure(ctx, "a@example.com", since())
-		if err != nil || n != i {
-			t.Fatalf("n = %d, %v", n, err)
+		if !admit("a@example.com") {
+			t.Fatalf("attempt %d refused", i)
 		}
 	}
-	if n, _ := s.LoginFailures(ctx, "b@example.com", since()); n != 0 {
-		t.Fatal("failures leak across emails")
+	if admit("a@example.com") {
+		t.Fatal("a fourth attempt was admitted with a limit of 3")
+	}
+	if n, _ := s.LoginFailures(ctx, "a@example.com", since()); n != 3 {
+		t.Fatalf("refused attempts must not count: %d", n)
+	}
+	if !admit("b@example.com") {
+		t.Fatal("attempts leak across emails")
 	}
 	clk.Add(16 * time.Minute)
-	if n, _ := s.LoginFailures(ctx, "a@example.com", since()); n != 0 {
-		t.Fatalf("old failures still count: %d", n)
+	if !admit("a@example.com") {
+		t.Fatal("old attempts still count")
 	}
-	s.RecordLoginFailure(ctx, "a@example.com", since())
-	if err := s.ClearLoginFailures(ctx, "a@example.com"); err != nil {
-		t.Fatal(err)
+	if n, _ := s.LoginFailures(ctx, "a@example.com", since()); n != 1 {
+		t.Fatalf("%d attempts in the window, want 1", n)
 	}
-	if n, _ := s.LoginFailures(ctx, "a@example.com", since()); n != 0 {
-		t.Fatal("not cleared")
+}
+
+// Attempts that race are counted one by one: 40 at once with a limit of 10
+// admit exactly 10.
+func TestAdmitLoginAttemptRace(t *testing.T) {
+	s, clk := openTest(t)
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Go(func() {
+			ok, err := s.AdmitLoginAttempt(context.Background(), "race@example.com", clk.Now().Add(-15*time.Minute), 10)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				admitted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := admitted.Load(); n != 10 {
+		t.Fatalf("%d attempts admitted, want 10", n)
 	}
 }
 

@@ -119,12 +119,14 @@ func (s *Server) handleLogin(c echo.Context) error {
 	if len(throttleKey) > maxEmailLen || !validForDisplay(throttleKey) {
 		throttleKey = "invalid"
 	}
-	since := s.cfg.Now().Add(-s.cfg.LoginFailureWindow)
-	failures, err := s.store.LoginFailures(ctx, throttleKey, since)
+	// The attempt is counted before the password is compared, so however
+	// many requests race, at most LoginFailureLimit passwords are checked
+	// per account per window (right ones included: see AdmitLoginAttempt).
+	admitted, err := s.store.AdmitLoginAttempt(ctx, throttleKey, s.cfg.Now().Add(-s.cfg.LoginFailureWindow), s.cfg.LoginFailureLimit)
 	if err != nil {
 		return err
 	}
-	if failures >= s.cfg.LoginFailureLimit {
+	if !admitted {
 		return s.loginThrottled(c, f)
 	}
 	u, err := s.store.UserByEmail(ctx, email)
@@ -139,19 +141,9 @@ func (s *Server) handleLogin(c echo.Context) error {
 		return err
 	}
 	if !ok || u.ID == 0 {
-		n, err := s.store.RecordLoginFailure(ctx, throttleKey, since)
-		if err != nil {
-			return err
-		}
-		s.log.Warn("sign-in failed", "request_id", c.Get(ctxReqID), "failures", n)
-		if n > s.cfg.LoginFailureLimit {
-			return s.loginThrottled(c, f)
-		}
+		s.log.Warn("sign-in failed", "request_id", c.Get(ctxReqID))
 		f.Error = loginFailed
 		return s.renderAuth(c, http.StatusUnprocessableEntity, "Sign in", templates.LoginPage, f)
-	}
-	if err := s.store.ClearLoginFailures(ctx, throttleKey); err != nil {
-		return err
 	}
 	if err := s.sessions.renew(r, c.Response(), session(c), u.ID); err != nil {
 		return err
@@ -163,7 +155,7 @@ func (s *Server) handleLogin(c echo.Context) error {
 func (s *Server) loginThrottled(c echo.Context, f templates.AuthForm) error {
 	minutes := int(math.Ceil(s.cfg.LoginFailureWindow.Minutes()))
 	c.Response().Header().Set("Retry-After", strconv.Itoa(int(s.cfg.LoginFailureWindow.Seconds())))
-	f.Error = "Too many failed sign-in attempts for this account. Wait " + strconv.Itoa(minutes) + " minutes and try again."
+	f.Error = "Too many sign-in attempts for this account. Wait " + strconv.Itoa(minutes) + " minutes and try again."
 	return s.renderAuth(c, http.StatusTooManyRequests, "Sign in", templates.LoginPage, f)
 }
 

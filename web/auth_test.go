@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -164,7 +165,7 @@ func TestLoginThrottle(t *testing.T) {
 	}
 	r := b.post("/login", url.Values{"email": {email}, "password": {"correct horse battery"}}, "X-Forwarded-For", "10.9.9.9")
 	expectStatus(t, r, http.StatusTooManyRequests)
-	if r.Header.Get("Retry-After") == "" || !strings.Contains(r.body, "Too many failed sign-in attempts") {
+	if r.Header.Get("Retry-After") == "" || !strings.Contains(r.body, "Too many sign-in attempts") {
 		t.Fatalf("throttle answer lacks Retry-After or message: %q", r.Header.Get("Retry-After"))
 	}
 	if r := b.get("/account/api-keys"); r.StatusCode != http.StatusSeeOther {
@@ -173,6 +174,68 @@ func TestLoginThrottle(t *testing.T) {
 	e.clock.Advance(16 * time.Minute)
 	r = b.post("/login", url.Values{"email": {email}, "password": {"correct horse battery"}})
 	expectStatus(t, r, http.StatusSeeOther)
+}
+
+// Sign-in attempts that race are counted before any password is checked:
+// 40 at once (one of them with the right password) check at most 10
+// passwords, and the right password after that is refused too.
+func TestLoginThrottleRace(t *testing.T) {
+	e := newTestEnv(t)
+	_, email := e.signUp()
+	b := e.browser()
+	b.get("/login")
+	token := b.csrf
+	statuses := make(chan int, 40)
+	var wg sync.WaitGroup
+	for i := range 40 {
+		password := "wrong password " + strconv.Itoa(i)
+		if i == 20 {
+			password = "correct horse battery"
+		}
+		wg.Go(func() {
+			form := url.Values{"email": {email}, "password": {password}, "_csrf": {token}}
+			req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/login", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			res, err := b.c.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			statuses <- res.StatusCode
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	checked := 0
+	for st := range statuses {
+		switch st {
+		case http.StatusUnprocessableEntity, http.StatusSeeOther:
+			checked++
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("unexpected status %d", st)
+		}
+	}
+	if checked > 10 {
+		t.Fatalf("%d passwords were checked in one burst, want at most 10", checked)
+	}
+	// Whatever the burst left (a right password admitted in it clears the
+	// count), wrong passwords reach the limit, and then the right one is
+	// refused as well.
+	late := e.browser()
+	late.get("/login")
+	for i := 0; ; i++ {
+		r := late.post("/login", url.Values{"email": {email}, "password": {"still wrong"}})
+		if r.StatusCode == http.StatusTooManyRequests {
+			break
+		}
+		if i == 10 {
+			t.Fatal("no throttle after 11 wrong passwords")
+		}
+	}
+	r := late.post("/login", url.Values{"email": {email}, "password": {"correct horse battery"}})
+	expectStatus(t, r, http.StatusTooManyRequests)
 }
 
 func TestLogoutRevokesSession(t *testing.T) {

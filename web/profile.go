@@ -186,25 +186,21 @@ func accountGone(c echo.Context) error {
 }
 
 // verifyPassword checks the signed-in user's password before a sensitive
-// action. Wrong guesses count with failed sign-ins for the account, so a
+// action. Each check counts with the sign-in attempts of the account, so a
 // hijacked session can't guess the password faster than the sign-in form
 // allows.
 func (s *Server) verifyPassword(c echo.Context, u *store.User, password string) (bool, error) {
 	ctx := c.Request().Context()
-	since := s.cfg.Now().Add(-s.cfg.LoginFailureWindow)
-	failures, err := s.store.LoginFailures(ctx, u.Email, since)
+	admitted, err := s.store.AdmitLoginAttempt(ctx, u.Email, s.cfg.Now().Add(-s.cfg.LoginFailureWindow), s.cfg.LoginFailureLimit)
 	if err != nil {
 		return false, err
 	}
-	if failures >= s.cfg.LoginFailureLimit {
+	if !admitted {
 		return false, s.errPasswordThrottled()
 	}
 	ok, err := passwordMatches([]byte(u.PasswordHash), password)
 	if err != nil || ok {
 		return ok, err
-	}
-	if _, err := s.store.RecordLoginFailure(ctx, u.Email, since); err != nil {
-		return false, err
 	}
 	s.log.Warn("wrong password for a signed-in action", "user_id", u.ID, "request_id", c.Get(ctxReqID))
 	return false, nil
