@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/templates"
 )
 
 // Context keys.
@@ -159,21 +160,52 @@ func (s *Server) checkCSRF(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		sess := session(c)
 		if sess.IsNew || !s.sessions.validCSRF(sess, token) {
+			if sessionEnded(sess) {
+				// The page was left open while its session ended elsewhere
+				// (sign-out, password change, time-out): nothing changes,
+				// and the person is taken to sign in again.
+				return s.toSignIn(c)
+			}
 			return errBadCSRF
 		}
 		return next(c)
 	}
 }
 
+// sessionEnded reports whether the request's cookie named a session that
+// has ended.
+func sessionEnded(sess *sessions.Session) bool {
+	ended, _ := sess.Values[keyEnded].(bool)
+	return ended
+}
+
+// toSignIn sends a visitor without a live session to the sign-in page,
+// saying why when their session ended or what they asked for was not done.
+func (s *Server) toSignIn(c echo.Context) error {
+	msg := ""
+	switch {
+	case c.Request().Method != http.MethodGet:
+		msg = "You're signed out, so nothing was changed. Sign in to continue."
+	case sessionEnded(session(c)):
+		msg = "Your session ended. Sign in to continue."
+	}
+	if msg != "" {
+		if err := s.flash(c, templates.FlashInfo, msg); err != nil {
+			return err
+		}
+	}
+	if isHTMX(c) {
+		c.Response().Header().Set("HX-Redirect", "/login")
+		return c.NoContent(http.StatusUnauthorized)
+	}
+	return c.Redirect(http.StatusSeeOther, "/login")
+}
+
 // requireUser sends visitors without a session to the sign-in page.
 func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if currentUser(c) == nil {
-			if isHTMX(c) {
-				c.Response().Header().Set("HX-Redirect", "/login")
-				return c.NoContent(http.StatusUnauthorized)
-			}
-			return c.Redirect(http.StatusSeeOther, "/login")
+			return s.toSignIn(c)
 		}
 		return next(c)
 	}

@@ -22,8 +22,11 @@ func (s *Server) routes() {
 	e.POST("/api/v1/html-to-image", s.handleHTMLToImage, s.requireAPIKey)
 
 	// Pages: a session, and a CSRF check on every state-changing request.
+	// Account pages first need someone signed in: a request without (a
+	// page left open after signing out) goes to the sign-in page, changing
+	// nothing, rather than failing the CSRF check.
 	page := []echo.MiddlewareFunc{s.limitFormBody, s.loadSession, s.checkCSRF}
-	account := append(page, s.requireUser)
+	account := []echo.MiddlewareFunc{s.limitFormBody, s.loadSession, s.requireUser, s.checkCSRF}
 
 	e.GET("/", s.handleHome, page...)
 	e.GET("/signup", s.handleSignupForm, page...)

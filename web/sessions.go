@@ -2,12 +2,14 @@ package web
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -17,7 +19,7 @@ import (
 	"github.com/peekshot/peekshot/templates"
 )
 
-// sessionCookie names the cookie that carries the session id.
+// sessionCookie names the cookie that carries the session.
 const sessionCookie = "peekshot_session"
 
 // Session value keys.
@@ -25,14 +27,23 @@ const (
 	keyUserID = "uid"
 	keyFlash  = "flash"
 	keyReveal = "reveal"
+	// keyAnon is a signed-out visitor's random id, which its CSRF token is
+	// bound to; it lives only in the cookie.
+	keyAnon = "anon"
+	// keyEnded marks, for one request, that its cookie named a session that
+	// has ended (signed out, expired or revoked elsewhere). Never saved.
+	keyEnded = "ended"
 )
 
 // touchEvery limits last-seen writes to one a minute per session.
 const touchEvery = time.Minute
 
-// SessionStore is a gorilla/sessions Store backed by the sessions table: the
-// cookie carries only a signed random id, so the server can revoke any
-// session, and a replayed cookie of a revoked session is refused.
+// SessionStore is a gorilla/sessions Store in two halves. A signed-in
+// session is a row of the sessions table and its cookie carries only a
+// signed random id, so the server can revoke it and a replayed cookie of a
+// revoked session is refused. A signed-out visitor's session (the CSRF id
+// of the sign-in and sign-up forms, a flash message) lives only in its
+// signed cookie: nobody writes to the database before signing in.
 type SessionStore struct {
 	st       *store.Store
 	codec    securecookie.Codec
@@ -62,9 +73,10 @@ func (ss *SessionStore) Get(r *http.Request, name string) (*sessions.Session, er
 	return sessions.GetRegistry(r).Get(ss, name)
 }
 
-// New loads the session named by the request's cookie, or starts a new,
-// unsaved one when there is no cookie or it names no live session. Only a
-// database failure is an error.
+// New loads the session the request's cookie carries: a signed-in session
+// from the database, or a signed-out one from the cookie itself. Without a
+// cookie, or with one that names no live session, it starts a new, unsaved
+// one. Only a database failure is an error.
 func (ss *SessionStore) New(r *http.Request, name string) (*sessions.Session, error) {
 	sess := ss.fresh(name)
 	c, err := r.Cookie(name)
@@ -75,9 +87,24 @@ func (ss *SessionStore) New(r *http.Request, name string) (*sessions.Session, er
 	if err := ss.codec.Decode(name, c.Value, &raw); err != nil {
 		return sess, nil
 	}
+	if len(raw) > 0 && raw[0] == '{' {
+		// A signed-out visitor's values (session ids are base64url).
+		var values map[string]any
+		if err := json.Unmarshal(raw, &values); err != nil {
+			return sess, nil
+		}
+		for k, v := range values {
+			if k != keyUserID && k != keyEnded {
+				sess.Values[k] = v
+			}
+		}
+		sess.IsNew = false
+		return sess, nil
+	}
 	id := store.SessionID(raw)
 	row, err := ss.st.SessionByID(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || err == nil && row.UserID == 0 {
+		sess.Values[keyEnded] = true
 		return sess, nil
 	}
 	if err != nil {
@@ -88,6 +115,7 @@ func (ss *SessionStore) New(r *http.Request, name string) (*sessions.Session, er
 		if err := ss.st.DeleteSession(r.Context(), id); err != nil {
 			return sess, err
 		}
+		sess.Values[keyEnded] = true
 		return sess, nil
 	}
 	if len(row.Data) > 0 {
@@ -99,16 +127,14 @@ func (ss *SessionStore) New(r *http.Request, name string) (*sessions.Session, er
 			sess.Values[k] = v
 		}
 	}
-	if row.UserID != 0 {
-		sess.Values[keyUserID] = row.UserID
-	} else {
-		delete(sess.Values, keyUserID)
-	}
+	sess.Values[keyUserID] = row.UserID
 	sess.ID, sess.IsNew = string(id), false
 	if now.Sub(row.LastSeenAt) >= touchEvery {
 		err := ss.st.UpdateSession(r.Context(), store.Session{ID: id, Data: row.Data, LastSeenAt: now})
 		if errors.Is(err, store.ErrNotFound) {
-			return ss.fresh(name), nil // revoked meanwhile
+			ended := ss.fresh(name) // revoked meanwhile
+			ended.Values[keyEnded] = true
+			return ended, nil
 		}
 		if err != nil {
 			return sess, err
@@ -128,8 +154,9 @@ func (ss *SessionStore) fresh(name string) *sessions.Session {
 	return sess
 }
 
-// Save writes the session and sets its cookie; MaxAge < 0 revokes it.
-// The user id lives in its own column, so sign-in must go through renew.
+// Save writes the session and sets its cookie; MaxAge < 0 revokes it. A
+// signed-in session is written to the database; a signed-out one only to
+// its cookie. Sign-in must go through renew, which issues a new id.
 func (ss *SessionStore) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Session) error {
 	opts := *sess.Options
 	opts.Secure = isHTTPS(r)
@@ -139,7 +166,7 @@ func (ss *SessionStore) Save(r *http.Request, w http.ResponseWriter, sess *sessi
 				return err
 			}
 		}
-		http.SetCookie(w, sessions.NewCookie(sess.Name(), "", &opts))
+		setCookie(w, sessions.NewCookie(sess.Name(), "", &opts))
 		return nil
 	}
 	data, err := encodeValues(sess.Values)
@@ -153,37 +180,80 @@ func (ss *SessionStore) Save(r *http.Request, w http.ResponseWriter, sess *sessi
 		case errors.Is(err, store.ErrNotFound):
 			// The session was ended meanwhile (sign-out, password change or
 			// account deletion elsewhere). It stays ended: what this request
-			// wanted to keep goes into a new, signed-out session.
+			// wanted to keep goes into a signed-out session.
 			delete(sess.Values, keyUserID)
 			sess.ID = ""
 		case err != nil:
 			return err
 		}
 	}
+	payload := []byte(sess.ID)
 	if sess.ID == "" {
-		id, err := store.NewSessionID()
-		if err != nil {
-			return err
+		if uid := sessionUserID(sess); uid != 0 {
+			id, err := store.NewSessionID()
+			if err != nil {
+				return err
+			}
+			if err := ss.st.CreateSession(r.Context(), store.Session{ID: id, UserID: uid, Data: data, CreatedAt: now, LastSeenAt: now}); err != nil {
+				return err
+			}
+			sess.ID = string(id)
+			payload = []byte(id)
+		} else {
+			if payload, err = ss.anonymousPayload(sess); err != nil {
+				return err
+			}
 		}
-		uid, _ := sess.Values[keyUserID].(int64)
-		if err := ss.st.CreateSession(r.Context(), store.Session{ID: id, UserID: uid, Data: data, CreatedAt: now, LastSeenAt: now}); err != nil {
-			return err
-		}
-		sess.ID, sess.IsNew = string(id), false
 	}
-	encoded, err := ss.codec.Encode(sess.Name(), []byte(sess.ID))
+	sess.IsNew = false
+	encoded, err := ss.codec.Encode(sess.Name(), payload)
 	if err != nil {
 		return fmt.Errorf("encode session cookie: %w", err)
 	}
-	http.SetCookie(w, sessions.NewCookie(sess.Name(), encoded, &opts))
+	setCookie(w, sessions.NewCookie(sess.Name(), encoded, &opts))
 	return nil
 }
 
-// encodeValues stores everything but the user id, which has its own column.
+// setCookie sets c, replacing a cookie of the same name that this response
+// already set (a request may save its session more than once).
+func setCookie(w http.ResponseWriter, c *http.Cookie) {
+	h := w.Header()
+	kept := h.Values("Set-Cookie")[:0:0]
+	for _, v := range h.Values("Set-Cookie") {
+		if !strings.HasPrefix(v, c.Name+"=") {
+			kept = append(kept, v)
+		}
+	}
+	h.Del("Set-Cookie")
+	for _, v := range kept {
+		h.Add("Set-Cookie", v)
+	}
+	http.SetCookie(w, c)
+}
+
+// anonymousPayload is what a signed-out session's cookie carries: its
+// values as JSON, with a random id for its CSRF token.
+func (ss *SessionStore) anonymousPayload(sess *sessions.Session) ([]byte, error) {
+	if anon, _ := sess.Values[keyAnon].(string); anon == "" {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("new visitor id: %w", err)
+		}
+		sess.Values[keyAnon] = base64.RawURLEncoding.EncodeToString(b[:])
+	}
+	data, err := encodeValues(sess.Values)
+	if err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// encodeValues stores everything but the user id, which has its own
+// column, and the per-request marker of an ended session.
 func encodeValues(values map[any]any) ([]byte, error) {
 	out := make(map[string]any, len(values))
 	for k, v := range values {
-		if ks, ok := k.(string); ok && ks != keyUserID {
+		if ks, ok := k.(string); ok && ks != keyUserID && ks != keyEnded {
 			out[ks] = v
 		}
 	}
@@ -214,13 +284,19 @@ func (ss *SessionStore) renew(r *http.Request, w http.ResponseWriter, sess *sess
 	return ss.Save(r, w, sess)
 }
 
-// csrfToken is bound to the session: an HMAC of its id.
+// csrfToken is bound to the session: an HMAC of a signed-in session's id,
+// or of a signed-out visitor's random id.
 func (ss *SessionStore) csrfToken(sess *sessions.Session) string {
-	if sess.ID == "" {
-		return ""
+	subject := sess.ID
+	if subject == "" {
+		anon, _ := sess.Values[keyAnon].(string)
+		if anon == "" {
+			return ""
+		}
+		subject = "anon:" + anon
 	}
 	h := hmac.New(sha256.New, ss.csrfKey)
-	h.Write([]byte(sess.ID))
+	h.Write([]byte(subject))
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
 }
 
