@@ -17,7 +17,25 @@ run: chromium build
 
 test: chromium generate
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	@$(POSTGRES_CHECK); \
+	$(GO) test -race -count=1 -timeout 15m $(PKGS) && \
+	if [ "$$PEEKSHOT_TEST_POSTGRES" = required ]; then \
+		echo "Handler tests again, on PostgreSQL:"; \
+		PEEKSHOT_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 10m -skip '$(NOT_AGAIN_ON_POSTGRES)' ./web/; \
+	fi
+
+# The PostgreSQL tests (the store's conformance suite, many instances, the
+# crash test and the handler tests) run whenever a server answers: the one
+# in PEEKSHOT_TEST_DATABASE_URL, else the local one on 127.0.0.1:5432. When
+# none does, one line says so and how to run them.
+POSTGRES_CHECK = if [ -n "$$PEEKSHOT_TEST_DATABASE_URL" ] || timeout 2 bash -c '</dev/tcp/127.0.0.1/5432' 2>/dev/null; then \
+		export PEEKSHOT_TEST_POSTGRES=required; \
+	else \
+		echo "PostgreSQL tests NOT run: no server on 127.0.0.1:5432. Start one (pg_ctlcluster --skip-systemctl-redirect 15 main start, or apt-get install postgresql) or set PEEKSHOT_TEST_DATABASE_URL=postgres://…, then run make test again."; \
+	fi
+# Handler tests that need no second run on PostgreSQL: browser tests (the
+# pages are the same), renderer faults, and what only SQLite has (its file).
+NOT_AGAIN_ON_POSTGRES = TestDatabaseGoesAway|TestBrowser|TestAPIRendererCrash|TestAPIHostilePages|TestAPIRenderSSRF|TestAPIRenderTimeout|TestAPIRendersURL|TestAPIRendersHTMLAndFullPage|TestStorageFull
 
 # The long reliability runs, not part of `make test` (which runs short
 # versions of both): a soak of SOAK_CLIENTS clients for SOAK_DURATION, and

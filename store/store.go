@@ -1,267 +1,177 @@
-// Package store owns PeekShot's data: users, server-side sessions, API keys,
-// the credits ledger and coupons, kept in one SQLite database. Methods are
-// named for use cases and run one transaction each; ownership is part of
-// every query, and zero rows is ErrNotFound.
+// Package store is the contract between PeekShot and its database: one
+// interface per entity, as the web layer and the command line use them.
+// SQLite (store/sqlite, the embedded default) and PostgreSQL
+// (store/postgres, for many instances) implement it, and both pass the one
+// conformance suite in store/storetest.
+//
+// Every method takes a context and is one use case in one transaction.
+// Errors are account's sentinels (errors.Is): ErrNotFound for zero rows,
+// also for another user's row, ErrStorageFull when the database cannot
+// grow, ErrUnavailable when it cannot be reached.
 package store
 
 import (
-	"cmp"
 	"context"
-	"database/sql"
-	"embed"
-	"errors"
-	"fmt"
-	"io/fs"
-	"net/url"
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
-	"github.com/mattn/go-sqlite3"
+	"github.com/peekshot/peekshot/account"
+	"github.com/peekshot/peekshot/apikey"
 )
 
-//go:embed migrations/*.sql
-var migrations embed.FS
-
-// Sentinel errors; callers use errors.Is.
-var (
-	ErrNotFound            = errors.New("not found")
-	ErrEmailTaken          = errors.New("email already registered")
-	ErrKeyLimit            = errors.New("API key limit reached")
-	ErrAlreadyRotated      = errors.New("API key already rotated")
-	ErrInsufficientCredits = errors.New("insufficient credits")
-	ErrCouponExists        = errors.New("coupon code already exists")
-	ErrCouponUnknown       = errors.New("unknown coupon")
-	ErrCouponExpired       = errors.New("coupon expired")
-	ErrCouponExhausted     = errors.New("coupon fully redeemed")
-	ErrCouponRedeemed      = errors.New("coupon already redeemed by this user")
-	ErrCouponDisabled      = errors.New("coupon disabled")
-	// ErrStorageFull means the database could not grow (disk or quota full).
-	ErrStorageFull = errors.New("storage full")
-)
-
-// Store is PeekShot's database. Writes go through a single connection with
-// immediate transactions, so concurrent writers queue in Go instead of
-// failing with "database is locked"; reads use a pool of their own.
-type Store struct {
-	write *sql.DB
-	read  *sql.DB
-	now   func() time.Time
-	path  string
-	// created is set when this Open made the schema: a fresh database.
-	created bool
+// Users keeps accounts.
+type Users interface {
+	// CreateUser creates an account with its sign-up credits, recorded in
+	// the ledger in the same transaction; a taken email is ErrEmailTaken.
+	CreateUser(ctx context.Context, nu account.NewUser) (account.User, error)
+	UserByEmail(ctx context.Context, email string) (account.User, error)
+	UserByID(ctx context.Context, id int64) (account.User, error)
+	// EmailAndCredits reads what GET /api/v1/me tells a key's owner.
+	EmailAndCredits(ctx context.Context, userID int64) (email string, credits int64, err error)
+	UpdateUserName(ctx context.Context, userID int64, name string) error
+	// ChangePassword stores a new hash and ends every session of the user
+	// but keep (the one that made the change).
+	ChangePassword(ctx context.Context, userID int64, passwordHash string, keep account.SessionID) error
+	// DeleteUser removes an account with its keys, sessions, ledger and
+	// redemptions: its keys stop working at once.
+	DeleteUser(ctx context.Context, userID int64) error
 }
 
-// Options tune Open; the zero value is right for production.
-type Options struct {
-	// Now replaces the clock, for tests.
-	Now func() time.Time
-	// ReadConns is the size of the read pool (default 4).
-	ReadConns int
-	// Driver is the database/sql driver name (default "sqlite3"). Tests
-	// register a wrapper of the SQLite driver to count queries.
-	Driver string
-	// MaxPageCount caps the database at this many pages (PRAGMA
-	// max_page_count on the writer), so tests can make the disk "full";
-	// 0 leaves SQLite's default. See SetMaxPageCount.
-	MaxPageCount int
+// Sessions keeps signed-in sessions.
+type Sessions interface {
+	CreateSession(ctx context.Context, s account.Session) error
+	// SessionByID loads a session; a revoked or unknown id is ErrNotFound.
+	SessionByID(ctx context.Context, id account.SessionID) (account.Session, error)
+	// UpdateSession stores data and last-seen time; a session revoked
+	// meanwhile stays revoked (ErrNotFound).
+	UpdateSession(ctx context.Context, s account.Session) error
+	DeleteSession(ctx context.Context, id account.SessionID) error
+	// DeleteStaleSessions removes sessions idle since before idleBefore or
+	// created before createdBefore, and returns how many went.
+	DeleteStaleSessions(ctx context.Context, idleBefore, createdBefore time.Time) (int64, error)
+	UserSessionCount(ctx context.Context, userID int64) (int, error)
 }
 
-// Open opens (creating if needed) the database at path, applies pending
-// migrations and returns a ready Store.
-func Open(ctx context.Context, path string, opts Options) (*Store, error) {
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("open store: create data folder: %w", err)
-		}
-	}
-	dsn := func(txlock string) string {
-		q := url.Values{}
-		q.Set("_txlock", txlock)
-		q.Set("_busy_timeout", "10000")
-		q.Set("_foreign_keys", "on")
-		q.Set("_journal_mode", "WAL")
-		q.Set("_synchronous", "FULL")
-		// Each connection keeps its prepared statements, so a hot query
-		// (an API key or user lookup) is not parsed and planned again
-		// every time: that was half its cost.
-		q.Set("_stmt_cache_size", "64")
-		return "file:" + path + "?" + q.Encode()
-	}
-	driver := cmp.Or(opts.Driver, "sqlite3")
-	write, err := sql.Open(driver, dsn("immediate"))
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	write.SetMaxOpenConns(1)
-	write.SetMaxIdleConns(1)
-	write.SetConnMaxLifetime(0)
-	write.SetConnMaxIdleTime(0)
-	s := &Store{write: write, now: opts.Now, path: path}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if err := write.PingContext(ctx); err != nil {
-		write.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	if err := s.migrate(ctx); err != nil {
-		write.Close()
-		return nil, err
-	}
-	if opts.MaxPageCount > 0 {
-		if _, err := s.SetMaxPageCount(ctx, opts.MaxPageCount); err != nil {
-			write.Close()
-			return nil, err
-		}
-	}
-	// Readers keep up to 16 MB of pages each (SQLite's default is 2 MB), so
-	// the API key index of a large install stays in memory; only pages
-	// actually read take memory.
-	read, err := sql.Open(driver, dsn("deferred")+"&mode=ro&_cache_size=-16384")
-	if err != nil {
-		write.Close()
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	n := opts.ReadConns
-	if n <= 0 {
-		n = 4
-	}
-	read.SetMaxOpenConns(n)
-	read.SetMaxIdleConns(n)
-	read.SetConnMaxIdleTime(0)
-	s.read = read
-	return s, nil
+// Logins throttles password checks.
+type Logins interface {
+	// AdmitLoginAttempt counts one more password check for email unless
+	// limit were checked since `since`, atomically, so racing requests
+	// cannot all be admitted.
+	AdmitLoginAttempt(ctx context.Context, email string, since time.Time, limit int) (bool, error)
+	// LoginFailures counts the checks for email since `since`.
+	LoginFailures(ctx context.Context, email string, since time.Time) (int, error)
 }
 
-// Close closes both connection pools. It checkpoints the WAL so the file
-// on disk is complete on its own.
-func (s *Store) Close() error {
-	errRead := s.read.Close()
-	_, _ = s.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
-	errWrite := s.write.Close()
-	return errors.Join(errRead, errWrite)
+// APIKeys keeps API keys. Every method that changes a key is a Change for
+// caches (see Watcher).
+type APIKeys interface {
+	// CreateAPIKey stores a new key, refusing the one past MaxAPIKeys live
+	// keys (ErrKeyLimit).
+	CreateAPIKey(ctx context.Context, nk account.NewAPIKey) (account.APIKey, error)
+	// APIKeys lists a user's keys, newest first, in one query.
+	APIKeys(ctx context.Context, userID int64) ([]account.APIKey, error)
+	APIKey(ctx context.Context, userID, keyID int64) (account.APIKey, error)
+	// APIKeyByHash finds a key for API authentication; it reads only what
+	// authentication and /api/v1/me need (no usage).
+	APIKeyByHash(ctx context.Context, hash apikey.Hash) (account.APIKey, error)
+	// SetAPIKeyActive deactivates or activates one of the user's keys and
+	// returns it as it now is; an expired key can't be activated
+	// (ErrKeyExpired).
+	SetAPIKeyActive(ctx context.Context, userID, keyID int64, active bool) (account.APIKey, error)
+	// RotateAPIKey replaces a key by next (same label): the old key works
+	// for grace, then retires. It returns the old key as it now is and the
+	// replacement.
+	RotateAPIKey(ctx context.Context, userID, keyID int64, next string, grace time.Duration) (old, replacement account.APIKey, err error)
+	DeleteAPIKey(ctx context.Context, userID, keyID int64) error
+	// RecordAPIKeyUsage adds usage counted by one server to what is
+	// stored; keys deleted meanwhile are skipped.
+	RecordAPIKeyUsage(ctx context.Context, usage []account.KeyUsage) error
+	// CountActiveAPIKeys counts a user's keys that work right now.
+	CountActiveAPIKeys(ctx context.Context, userID int64) (int, error)
 }
 
-// SetMaxPageCount caps the database at pages pages and returns the cap
-// SQLite applied (never below the current size). The pragma belongs to a
-// connection; the writer is one long-lived connection, so it holds for
-// every write until changed. Reliability tests use it to fill the "disk"
-// and to give the space back without a restart.
-func (s *Store) SetMaxPageCount(ctx context.Context, pages int) (int, error) {
-	var applied int
-	if err := s.write.QueryRowContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)).Scan(&applied); err != nil {
-		return 0, fmt.Errorf("set max page count: %w", err)
-	}
-	return applied, nil
+// Credits keeps balances, their ledger, and the credits reserved for
+// renders in progress.
+type Credits interface {
+	// AdmitRender admits one render or says why not: over the key's rate
+	// limit (*account.RateLimitedError), or no credit left that another
+	// admitted render has not reserved (ErrInsufficientCredits). An
+	// admitted render holds a reservation until ChargeRender or
+	// ReleaseRender, or until it expires when its server died.
+	AdmitRender(ctx context.Context, a account.RenderAdmission) (account.Reservation, error)
+	// ChargeRender takes the reserved credit for a successful render, with
+	// its ledger row, and returns the new balance.
+	ChargeRender(ctx context.Context, r account.Reservation) (int64, error)
+	// ReleaseRender gives the reserved credit back: the render failed.
+	ReleaseRender(ctx context.Context, r account.Reservation) error
+	Credits(ctx context.Context, userID int64) (int64, error)
+	// Ledger is a user's ledger, oldest first.
+	Ledger(ctx context.Context, userID int64) ([]account.LedgerEntry, error)
+	// LedgerMismatches lists users whose balance is not the sum of their
+	// ledger: empty is the invariant holding.
+	LedgerMismatches(ctx context.Context) ([]int64, error)
+	// LiveReservations counts reservations that have not expired (for
+	// operators and tests).
+	LiveReservations(ctx context.Context) (int, error)
 }
 
-// PageCount is the database's current size in pages.
-func (s *Store) PageCount(ctx context.Context) (int, error) {
-	var n int
-	if err := s.write.QueryRowContext(ctx, "PRAGMA page_count").Scan(&n); err != nil {
-		return 0, fmt.Errorf("page count: %w", err)
-	}
-	return n, nil
+// Coupons keeps coupons and their redemptions.
+type Coupons interface {
+	// CreateCoupon stores a coupon; a code in use is ErrCouponExists, one
+	// that could never work ErrCouponInvalid.
+	CreateCoupon(ctx context.Context, nc account.NewCoupon) (account.Coupon, error)
+	// Coupons lists every coupon, newest first.
+	Coupons(ctx context.Context) ([]account.Coupon, error)
+	DisableCoupon(ctx context.Context, code string) (account.Coupon, error)
+	// RedeemCoupon adds a coupon's credits to a balance, with its ledger
+	// row, and returns the coupon and the new balance; unknown, disabled,
+	// expired, exhausted and already-redeemed codes change nothing.
+	RedeemCoupon(ctx context.Context, userID int64, code string) (account.Coupon, int64, error)
+	Redemptions(ctx context.Context, userID int64) ([]account.Redemption, error)
 }
 
-// Path is the database file.
-func (s *Store) Path() string { return s.path }
-
-// Created reports whether this Open created the schema, that is whether
-// the database was new; serve greets a fresh install with it.
-func (s *Store) Created() bool { return s.created }
-
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error { return s.read.PingContext(ctx) }
-
-func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		name       TEXT    NOT NULL,
-		applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	names, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		base := filepath.Base(name)
-		var version int
-		if _, err := fmt.Sscanf(base, "%04d_", &version); err != nil {
-			return fmt.Errorf("migrate: bad migration name %q", base)
-		}
-		err := s.inTx(ctx, func(tx *sql.Tx) error {
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				return nil
-			}
-			body, err := migrations.ReadFile(name)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-				return err
-			}
-			_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-				version, strings.TrimSuffix(base, ".sql"), s.now().Unix())
-			if err == nil && version == 1 {
-				s.created = true
-			}
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("migrate %s: %w", base, err)
-		}
-	}
-	return nil
+// Reveals hands a new key across the redirect that shows it, whichever
+// server answers: sealed by the caller, read once, short-lived.
+type Reveals interface {
+	PutReveal(ctx context.Context, token []byte, userID int64, sealed []byte, expires time.Time) error
+	// TakeReveal returns the sealed key once, to its user, before it
+	// expires; otherwise ErrNotFound. It is deleted either way.
+	TakeReveal(ctx context.Context, token []byte, userID int64) ([]byte, error)
 }
 
-// inTx runs fn in one immediate write transaction, committing when fn
-// returns nil. Disk-full errors come back as ErrStorageFull.
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return storageErr(err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return storageErr(err)
-	}
-	return storageErr(tx.Commit())
+// Change is a committed write that a cache may hold a copy of: one key
+// (KeyID, with its UserID), or a user's account (UserID alone: their email
+// or credits), or with AllKeys every key of the user too (the account was
+// deleted).
+type Change struct {
+	KeyID   int64
+	UserID  int64
+	AllKeys bool
 }
 
-// storageErr marks errors that mean the database cannot grow, so the web
-// layer can answer with a clear 507-class message instead of a generic one.
-func storageErr(err error) error {
-	var se sqlite3.Error
-	if errors.As(err, &se) && (se.Code == sqlite3.ErrFull || se.Code == sqlite3.ErrIoErr) {
-		return fmt.Errorf("%w: %w", ErrStorageFull, err)
-	}
-	return err
+// Watcher tells caches about the changes every process commits.
+type Watcher interface {
+	// Watch calls changed for every change committed by any process that
+	// shares the database, until ctx ends. It calls live(false) when
+	// changes may go unseen (the feed is down) and live(true) once every
+	// later change will be seen again; a cache must not be trusted in
+	// between. The first call is live(true) once watching started.
+	Watch(ctx context.Context, changed func(Change), live func(bool))
 }
 
-func isUniqueViolation(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique
-}
-
-func isCheckViolation(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintCheck
-}
-
-// unix converts a nullable column to a time; NULL is the zero time.
-func unix(v sql.NullInt64) time.Time {
-	if !v.Valid {
-		return time.Time{}
-	}
-	return time.Unix(v.Int64, 0)
+// Store is all of the contract, as one database.
+type Store interface {
+	Users
+	Sessions
+	Logins
+	APIKeys
+	Credits
+	Coupons
+	Reveals
+	Watcher
+	// Sweep deletes what has outlived its use: stale sessions' siblings
+	// (expired reveals and reservations, old change records).
+	Sweep(ctx context.Context) error
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	Close() error
 }

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/account"
 )
 
 // Page is what every full page needs.
@@ -84,7 +84,7 @@ type AuthForm struct {
 // APIKeysProps is everything the API Keys tab shows.
 type APIKeysProps struct {
 	CSRF    string
-	Keys    []store.APIKey
+	Keys    []account.APIKey
 	Now     time.Time
 	Reveal  *Reveal
 	Create  CreateKeyForm
@@ -92,15 +92,7 @@ type APIKeysProps struct {
 }
 
 // AtLimit reports whether no further key can be created.
-func (p APIKeysProps) AtLimit() bool {
-	live := 0
-	for _, k := range p.Keys {
-		if k.Status(p.Now) != store.KeyExpired {
-			live++
-		}
-	}
-	return live >= store.MaxAPIKeys
-}
+func (p APIKeysProps) AtLimit() bool { return account.LiveKeys(p.Keys, p.Now) >= account.MaxAPIKeys }
 
 // revealInList reports whether the revealed key has a row to sit under.
 func (p APIKeysProps) revealInList() bool {
@@ -124,13 +116,13 @@ type Reveal struct {
 	KeyID int64
 	Label string
 	// Replaced is the key this one replaced by rotation, if any.
-	Replaced *store.APIKey
+	Replaced *account.APIKey
 }
 
 // ConfirmDeleteProps is the no-JavaScript confirmation page for deleting a key.
 type ConfirmDeleteProps struct {
 	CSRF string
-	Key  store.APIKey
+	Key  account.APIKey
 }
 
 // ErrorProps is an error page or fragment.
@@ -141,11 +133,20 @@ type ErrorProps struct {
 }
 
 // KeyLabel is how a key is named to people: its label, or "Untitled key".
-func KeyLabel(k store.APIKey) string {
+func KeyLabel(k account.APIKey) string {
 	if k.Label == "" {
 		return "Untitled key"
 	}
 	return k.Label
+}
+
+// endedAt is when an expired key stopped working: its expiry or its
+// retirement, whichever came first.
+func endedAt(k account.APIKey) time.Time {
+	if !k.ExpiresAt.IsZero() && (k.RetiresAt.IsZero() || k.ExpiresAt.Before(k.RetiresAt)) {
+		return k.ExpiresAt
+	}
+	return k.RetiresAt
 }
 
 func keyRowID(id int64) string { return "key-" + strconv.FormatInt(id, 10) }
@@ -234,7 +235,7 @@ func FormatInt(n int64) string {
 // ProfileProps is everything the Profile tab shows.
 type ProfileProps struct {
 	CSRF       string
-	User       store.User
+	User       account.User
 	ActiveKeys int
 	Now        time.Time
 	Name       NameForm
@@ -262,7 +263,7 @@ type DeleteAccountForm struct {
 type CouponsProps struct {
 	CSRF        string
 	Credits     int64
-	Redemptions []store.Redemption
+	Redemptions []account.Redemption
 	Now         time.Time
 	Code        string // what was typed, when it was refused
 	Error       string

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"database/sql"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -10,18 +9,9 @@ import (
 )
 
 // sessionRows counts the rows of the sessions table.
-func (e *testEnv) sessionRows() int {
+func (e *testEnv) sessionRows() int64 {
 	e.t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+e.store.Path()+"?mode=ro&_busy_timeout=5000")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer db.Close()
-	var n int
-	if err := db.QueryRow(`SELECT count(*) FROM sessions`).Scan(&n); err != nil {
-		e.t.Fatal(err)
-	}
-	return n
+	return e.db.Int(e.t, `SELECT count(*) FROM sessions`)
 }
 
 // Visitors who have not signed in write nothing to the database: the

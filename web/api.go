@@ -17,9 +17,9 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/labstack/echo/v4"
 
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/apikey"
 	"github.com/peekshot/peekshot/capture"
-	"github.com/peekshot/peekshot/store"
 )
 
 // maxAPIBody bounds an API request body (SPEC §4).
@@ -43,7 +43,7 @@ var (
 	errInvalidKey = apiErr(http.StatusUnauthorized, "invalid_api_key",
 		"This API key is not valid. Check that you copied all of it, or create a new one in Account → API Keys.")
 	errExpiredKey = apiErr(http.StatusUnauthorized, "api_key_expired",
-		"This API key expired after it was rotated. Use the key that replaced it, shown in Account → API Keys.")
+		"This API key has expired, or was rotated and its grace period is over. Use its replacement, or create a new key in Account → API Keys.")
 	errInactiveKey = apiErr(http.StatusForbidden, "api_key_inactive",
 		"This API key is deactivated: activate it in Account → API Keys.")
 	errNoCredits = apiErr(http.StatusPaymentRequired, "insufficient_credits",
@@ -66,10 +66,11 @@ func invalidRequest(msg string) *httpError {
 
 // requireAPIKey authenticates an API request by its x-api-key header only.
 // A malformed key is refused by its checksum before any database work; a
-// key that authenticated recently comes from the key cache, which every
-// change of a key empties of it, and its status is checked on every
-// request, so deactivation, deletion and expiry take effect on the very
-// next one. Usage is counted in memory: the request writes nothing.
+// key that authenticated recently comes from the store's cache, which every
+// change of a key, on any instance, empties of it, and its status is
+// checked on every request, so deactivation, deletion and expiry take
+// effect on the very next one. Usage is counted in memory: the request
+// writes nothing.
 func (s *Server) requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
@@ -85,27 +86,22 @@ func (s *Server) requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return errInvalidKey
 		}
-		now := s.cfg.Now()
-		k, gen, cached := s.keys.get(hash, now)
-		if !cached {
-			stored, err := s.store.APIKeyByHash(r.Context(), hash)
-			if errors.Is(err, store.ErrNotFound) {
-				return errInvalidKey
-			}
-			if err != nil {
-				return err
-			}
-			s.keys.put(hash, stored, gen, now)
-			k = &stored
+		k, err := s.store.APIKeyByHash(r.Context(), hash)
+		if errors.Is(err, account.ErrNotFound) {
+			return errInvalidKey
 		}
+		if err != nil {
+			return err
+		}
+		now := s.cfg.Now()
 		switch k.Status(now) {
-		case store.KeyExpired:
+		case account.KeyExpired:
 			return errExpiredKey
-		case store.KeyInactive:
+		case account.KeyInactive:
 			return errInactiveKey
 		}
 		s.usage.record(k.ID, now)
-		c.Set(ctxKey, k) // shared with the cache: handlers only read it
+		c.Set(ctxKey, &k)
 		return next(c)
 	}
 }
@@ -123,7 +119,7 @@ type meResponse struct {
 func (s *Server) handleMe(c echo.Context) error {
 	k := currentKey(c)
 	email, credits, err := s.store.EmailAndCredits(c.Request().Context(), k.UserID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return errInvalidKey // the account was deleted a moment ago
 	}
 	if err != nil {
@@ -351,18 +347,12 @@ func sentence(s string) string {
 func (s *Server) handleScreenshot(c echo.Context) error  { return s.handleRender(c, true) }
 func (s *Server) handleHTMLToImage(c echo.Context) error { return s.handleRender(c, false) }
 
-// handleRender renders a URL or HTML for the key's owner: rate limit,
-// strict input, a credit reserved, the render, then the debit with its
-// ledger row. A failed render costs nothing.
+// handleRender renders a URL or HTML for the key's owner: strict input,
+// then admission (the key's rate limit and a credit reserved, in one
+// transaction shared by every instance), the render, then the debit with
+// its ledger row. A failed render costs nothing.
 func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 	k := currentKey(c)
-	ctx := c.Request().Context()
-	if ok, wait := s.limiter.allow(k.ID, s.cfg.Now()); !ok {
-		e := *apiErr(http.StatusTooManyRequests, "rate_limited",
-			fmt.Sprintf("This key is limited to %d renders a minute. Retry after the time in the Retry-After header.", s.cfg.RateLimit))
-		e.RetryAfter = int(math.Ceil(wait.Seconds()))
-		return &e
-	}
 	req, err := decodeRenderRequest(c)
 	if err != nil {
 		return err
@@ -374,26 +364,36 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 	if s.renderer == nil {
 		return errRendererDown
 	}
-	ok, err := s.reserved.reserve(ctx, k.UserID, s.store.Credits)
-	if errors.Is(err, store.ErrNotFound) {
-		return errInvalidKey
-	}
-	if err != nil {
+	// The request's own context may end (the client gives up) before the
+	// reservation is settled; settling must happen all the same.
+	ctx := c.Request().Context()
+	settle := context.WithoutCancel(ctx)
+	res, err := s.store.AdmitRender(ctx, account.RenderAdmission{UserID: k.UserID, KeyID: k.ID, RatePerMinute: s.cfg.RateLimit})
+	var limited *account.RateLimitedError
+	switch {
+	case errors.As(err, &limited):
+		e := *apiErr(http.StatusTooManyRequests, "rate_limited",
+			fmt.Sprintf("This key is limited to %d renders a minute. Retry after the time in the Retry-After header.", limited.PerMinute))
+		e.RetryAfter = max(1, int(math.Ceil(limited.RetryAfter.Seconds())))
+		return &e
+	case errors.Is(err, account.ErrInsufficientCredits):
+		return errNoCredits
+	case errors.Is(err, account.ErrNotFound):
+		return errInvalidKey // the account was deleted a moment ago
+	case err != nil:
 		return err
 	}
-	if !ok {
-		return errNoCredits
-	}
-	defer s.reserved.release(k.UserID)
-
 	start := time.Now()
 	img, err := s.renderer.Render(ctx, job)
 	if err != nil {
+		if rerr := s.store.ReleaseRender(settle, res); rerr != nil {
+			s.log.Warn("release a render's credit (it frees itself at its expiry)", "request_id", c.Get(ctxReqID), "err", rerr.Error())
+		}
 		return renderError(err)
 	}
-	balance, err := s.store.ChargeRender(ctx, k.UserID, k.ID)
+	balance, err := s.store.ChargeRender(settle, res)
 	switch {
-	case errors.Is(err, store.ErrInsufficientCredits):
+	case errors.Is(err, account.ErrInsufficientCredits):
 		return errNoCredits
 	case err != nil:
 		return err

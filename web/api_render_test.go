@@ -20,9 +20,9 @@ import (
 
 	"golang.org/x/image/webp"
 
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/capture"
 	bt "github.com/peekshot/peekshot/internal/browsertest"
-	"github.com/peekshot/peekshot/store"
 )
 
 // The render tests share one Chromium and one page server on loopback that
@@ -297,8 +297,8 @@ func TestAPIRenderTimeout(t *testing.T) {
 func TestAPIConcurrentRendersNeverOverspend(t *testing.T) {
 	e, key, email := renderEnv(t)
 	u, _ := e.store.UserByEmail(context.Background(), email)
-	for range store.SignupCredits - 5 {
-		if _, err := e.store.ChargeRender(context.Background(), u.ID, 0); err != nil {
+	for range account.SignupCredits - 5 {
+		if _, err := e.store.ChargeRender(context.Background(), account.Reservation{UserID: u.ID}); err != nil {
 			t.Fatal(err)
 		}
 	}

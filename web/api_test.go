@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/apikey"
 	"github.com/peekshot/peekshot/capture"
-	"github.com/peekshot/peekshot/store"
 )
 
 // apiCall sends an API request with an optional key and JSON body.
@@ -151,7 +151,7 @@ func TestAPIKeyAuthentication(t *testing.T) {
 		next, _ := rot.doc(t).Find(`[data-testid="new-key"]`).Attr("value")
 		expectStatus(t, e.apiCall("GET", "/api/v1/me", old, ""), 200)
 		expectStatus(t, e.apiCall("GET", "/api/v1/me", next, ""), 200)
-		e.clock.Advance(time.Hour)
+		e.clock.Add(time.Hour)
 		expectAPIError(t, e.apiCall("GET", "/api/v1/me", old, ""), 401, "api_key_expired")
 		expectStatus(t, e.apiCall("GET", "/api/v1/me", next, ""), 200)
 	})
@@ -399,7 +399,7 @@ func TestAPIRateLimit(t *testing.T) {
 		expectStatus(t, e.apiCall("GET", "/api/v1/me", key, ""), 200)
 	}
 	expectStatus(t, e.apiCall("POST", "/api/v1/html-to-image", other, `{"html": "<p>x</p>"}`), 200)
-	e.clock.Advance(21 * time.Second) // one token back at 3 a minute
+	e.clock.Add(21 * time.Second) // one token back at 3 a minute
 	expectStatus(t, e.apiCall("POST", "/api/v1/html-to-image", key, `{"html": "<p>x</p>"}`), 200)
 	expectAPIError(t, e.apiCall("POST", "/api/v1/html-to-image", key, `{"html": "<p>x</p>"}`), 429, "rate_limited")
 }
@@ -409,8 +409,8 @@ func TestAPIInsufficientCredits(t *testing.T) {
 	b, email := e.signUp()
 	key, _ := createKeyHTMX(t, b, "spender")
 	u, _ := e.store.UserByEmail(context.Background(), email)
-	for range store.SignupCredits - 1 {
-		if _, err := e.store.ChargeRender(context.Background(), u.ID, 0); err != nil {
+	for range account.SignupCredits - 1 {
+		if _, err := e.store.ChargeRender(context.Background(), account.Reservation{UserID: u.ID}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,40 +18,56 @@ import (
 
 	"github.com/peekshot/peekshot/apikey"
 	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/store/sqlite"
+	"github.com/peekshot/peekshot/store/storetest"
 )
 
 // benchKeys is how many keys the key-verification benchmarks store
 // (issue 6: verify a key in under 10 µs at 100,000 stored keys).
 const benchKeys = 100_000
 
-// benchServer opens a store in a temporary folder and a Server on it.
-func benchServer(b *testing.B, cfg Config) (*Server, *store.Store) {
+// benchServer opens a store in a temporary folder and a Server on it,
+// reading keys through the store's cache (as serve does) or, uncached,
+// straight from the database every time.
+func benchServer(b *testing.B, cfg Config, cached bool) (*Server, *sqlite.Store) {
 	b.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(b.TempDir(), "peekshot.db"), store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := storetest.OpenSQLite(b, filepath.Join(b.TempDir(), "peekshot.db"), nil)
 	cfg.SessionSecret = []byte("0123456789abcdef0123456789abcdef-bench")
 	cfg.PasswordCost = bcrypt.MinCost
 	if cfg.UsageFlushInterval == 0 {
 		cfg.UsageFlushInterval = time.Hour
 	}
-	srv, err := NewServer(cfg, st, nil, slog.New(slog.DiscardHandler))
+	var use store.Store = st
+	if cached {
+		c := store.NewCached(st, nil)
+		waitLive(b, c)
+		b.Cleanup(func() { c.Close() })
+		use = c
+	}
+	srv, err := NewServer(cfg, use, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		srv.Close(context.Background())
-		st.Close()
-	})
+	b.Cleanup(func() { srv.Close(context.Background()) })
 	return srv, st
+}
+
+// waitLive waits until a cache trusts its feed of changes (it starts when
+// watching has begun).
+func waitLive(tb testing.TB, c *store.Cached) {
+	tb.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !c.Live(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatal("the store's cache never went live")
+		}
+	}
 }
 
 // seedKeys stores n keys, perUser to a user, in one transaction on a
 // connection of its own (100,000 CreateAPIKey calls would take minutes),
 // and returns every key in clear, shuffled, so that a benchmark looping
 // over them touches the whole index rather than a few cached pages.
-func seedKeys(b *testing.B, st *store.Store, n, perUser int) []string {
+func seedKeys(b *testing.B, st *sqlite.Store, n, perUser int) []string {
 	b.Helper()
 	db, err := sql.Open("sqlite3", "file:"+st.Path()+"?_txlock=immediate&_busy_timeout=10000")
 	if err != nil {
@@ -115,11 +131,13 @@ func seedKeys(b *testing.B, st *store.Store, n, perUser int) []string {
 //   - unknown: a well-formed key that is not stored (never cached).
 //   - bad-checksum: refused by the checksum, before any lookup.
 func BenchmarkAPIKeyVerification(b *testing.B) {
-	srv, st := benchServer(b, Config{})
+	srv, st := benchServer(b, Config{}, true)
 	keys := seedKeys(b, st, benchKeys, 10)
+	uncached, _ := benchServer(b, Config{}, false)
+	uncached.store = st
 	mw := srv.requireAPIKey(func(echo.Context) error { return nil })
 
-	loop := func(b *testing.B, keys []string, each func()) {
+	loop := func(b *testing.B, mw echo.HandlerFunc, keys []string) {
 		req := httptest.NewRequest(http.MethodGet, "/api/v1/me", nil)
 		c := srv.echo.NewContext(req, httptest.NewRecorder())
 		i := 0
@@ -130,19 +148,15 @@ func BenchmarkAPIKeyVerification(b *testing.B) {
 			if err := mw(c); err != nil {
 				b.Fatal(err)
 			}
-			each()
 		}
 	}
 	b.Run("valid-uncached", func(b *testing.B) {
-		srv.keys = newKeyCache()
-		loop(b, keys, func() { clear(srv.keys.entries) })
+		loop(b, uncached.requireAPIKey(func(echo.Context) error { return nil }), keys)
 	})
 	b.Run("valid", func(b *testing.B) {
-		srv.keys = newKeyCache()
-		loop(b, keys[:1000], func() {})
+		loop(b, mw, keys[:1000])
 	})
 	b.Run("valid-parallel", func(b *testing.B) {
-		srv.keys = newKeyCache()
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			req := httptest.NewRequest(http.MethodGet, "/api/v1/me", nil)
@@ -187,20 +201,19 @@ func BenchmarkAPIKeyVerification(b *testing.B) {
 // the ceiling, and /api/v1/me with a valid key. The network is left out;
 // make load measures it.
 func BenchmarkAPIRequest(b *testing.B) {
-	st, err := store.Open(context.Background(), filepath.Join(b.TempDir(), "peekshot.db"), store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := storetest.OpenSQLite(b, filepath.Join(b.TempDir(), "peekshot.db"), nil)
+	cached := store.NewCached(st, nil)
+	waitLive(b, cached)
 	srv, err := NewServer(Config{
 		SessionSecret: []byte("0123456789abcdef0123456789abcdef-bench"),
 		PasswordCost:  bcrypt.MinCost,
-	}, st, nil, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	}, cached, nil, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
 		srv.Close(context.Background())
-		st.Close()
+		cached.Close()
 	})
 	keys := seedKeys(b, st, 1, 1)
 	for _, tc := range []struct{ name, path, key string }{

@@ -8,8 +8,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/apikey"
-	"github.com/peekshot/peekshot/store"
 	"github.com/peekshot/peekshot/templates"
 )
 
@@ -18,19 +18,13 @@ var graces = map[string]time.Duration{"now": 0, "1h": time.Hour, "24h": 24 * tim
 
 func (s *Server) handleAPIKeys(c echo.Context) error {
 	var reveal *templates.Reveal
-	if sess := session(c); sess != nil {
-		if token, ok := sess.Values[keyReveal].(string); ok {
-			delete(sess.Values, keyReveal)
-			if err := sess.Save(c.Request(), c.Response()); err != nil {
-				return err
-			}
-			if pr, ok := s.reveals.take(token, currentUser(c).ID); ok {
-				r, err := s.revealFor(c, pr.key, pr.keyID, pr.replacedID)
-				if err != nil {
-					return err
-				}
-				reveal = r
-			}
+	pr, err := s.takeReveal(c)
+	if err != nil {
+		return err
+	}
+	if pr != nil {
+		if reveal, err = s.revealFor(c, pr.Key, pr.KeyID, pr.ReplacedID); err != nil {
+			return err
 		}
 	}
 	return s.renderAPIKeys(c, http.StatusOK, reveal, templates.CreateKeyForm{})
@@ -41,7 +35,7 @@ func (s *Server) revealFor(c echo.Context, key string, keyID, replacedID int64) 
 	r := &templates.Reveal{Key: key, KeyID: keyID}
 	if replacedID != 0 {
 		old, err := s.store.APIKey(c.Request().Context(), currentUser(c).ID, replacedID)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err != nil && !errors.Is(err, account.ErrNotFound) {
 			return nil, err
 		}
 		if err == nil {
@@ -96,10 +90,10 @@ func (s *Server) handleCreateAPIKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	k, err := s.store.CreateAPIKey(c.Request().Context(), store.NewAPIKey{UserID: u.ID, Label: label, Key: key})
-	if errors.Is(err, store.ErrKeyLimit) {
+	k, err := s.store.CreateAPIKey(c.Request().Context(), account.NewAPIKey{UserID: u.ID, Label: label, Key: key})
+	if errors.Is(err, account.ErrKeyLimit) {
 		return s.createKeyFailed(c, templates.CreateKeyForm{Label: label,
-			Error: "You've reached the limit of " + strconv.Itoa(store.MaxAPIKeys) + " API keys. Delete a key you no longer use to create another."})
+			Error: "You've reached the limit of " + strconv.Itoa(account.MaxAPIKeys) + " API keys. Delete a key you no longer use to create another."})
 	}
 	if err != nil {
 		return err
@@ -109,7 +103,8 @@ func (s *Server) handleCreateAPIKey(c echo.Context) error {
 }
 
 // showNewKey shows a new key once: in the htmx response itself, or, for a
-// plain form post, on the page the 303 leads to (held in memory only).
+// plain form post, on the page the 303 leads to, whichever instance serves
+// it (held sealed in the store until then).
 func (s *Server) showNewKey(c echo.Context, key string, keyID, replacedID int64, msg string) error {
 	if isHTMX(c) {
 		r, err := s.revealFor(c, key, keyID, replacedID)
@@ -122,18 +117,18 @@ func (s *Server) showNewKey(c echo.Context, key string, keyID, replacedID int64,
 		}
 		return s.renderKeysPanel(c, http.StatusOK, r, templates.CreateKeyForm{}, flashes...)
 	}
-	token := s.reveals.put(pendingReveal{userID: currentUser(c).ID, keyID: keyID, key: key, replacedID: replacedID})
 	sess := session(c)
-	sess.Values[keyReveal] = token
-	if msg != "" {
-		addFlash(sess, templates.Flash{Kind: templates.FlashSuccess, Message: msg})
+	err := s.holdReveal(c, pendingReveal{KeyID: keyID, Key: key, ReplacedID: replacedID})
+	if err == nil {
+		if msg != "" {
+			addFlash(sess, templates.Flash{Kind: templates.FlashSuccess, Message: msg})
+		}
+		err = sess.Save(c.Request(), c.Response())
 	}
-	err := sess.Save(c.Request(), c.Response())
-	if errors.Is(err, store.ErrStorageFull) {
-		// The key is stored, but the session can't carry it across the
-		// redirect (the disk is full): show it in this response, once,
-		// rather than a 507 over a key nobody would ever see.
-		s.reveals.take(token, currentUser(c).ID)
+	if errors.Is(err, account.ErrStorageFull) {
+		// The key is stored, but it can't be carried across the redirect
+		// (the disk is full): show it in this response, once, rather than
+		// a 507 over a key nobody would ever see.
 		delete(sess.Values, keyReveal)
 		delete(sess.Values, keyFlash)
 		s.log.Warn("storage full: new key shown without a redirect", "request_id", c.Get(ctxReqID))
@@ -166,14 +161,14 @@ func keyID(c echo.Context) (int64, error) {
 }
 
 // ownKey loads one of the signed-in user's keys, or 404.
-func (s *Server) ownKey(c echo.Context) (store.APIKey, error) {
+func (s *Server) ownKey(c echo.Context) (account.APIKey, error) {
 	id, err := keyID(c)
 	if err != nil {
-		return store.APIKey{}, err
+		return account.APIKey{}, err
 	}
 	k, err := s.store.APIKey(c.Request().Context(), currentUser(c).ID, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.APIKey{}, errKeyNotFound
+	if errors.Is(err, account.ErrNotFound) {
+		return account.APIKey{}, errKeyNotFound
 	}
 	return k, err
 }
@@ -181,21 +176,18 @@ func (s *Server) ownKey(c echo.Context) (store.APIKey, error) {
 func (s *Server) handleSetAPIKeyActive(active bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		u := currentUser(c)
-		k, err := s.ownKey(c)
+		id, err := keyID(c)
 		if err != nil {
 			return err
 		}
-		if k.Status(s.cfg.Now()) == store.KeyExpired {
-			return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key expired",
-				Message: "“" + templates.KeyLabel(k) + "” has expired after a rotation and can't be turned back on. Use its replacement or create a new key."}
-		}
-		id := k.ID
-		k, err = s.store.SetAPIKeyActive(c.Request().Context(), u.ID, id, active)
-		s.keys.forgetKey(id)
-		if errors.Is(err, store.ErrNotFound) {
+		k, err := s.store.SetAPIKeyActive(c.Request().Context(), u.ID, id, active)
+		switch {
+		case errors.Is(err, account.ErrNotFound):
 			return errKeyNotFound
-		}
-		if err != nil {
+		case errors.Is(err, account.ErrKeyExpired):
+			return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key expired",
+				Message: "“" + templates.KeyLabel(k) + "” has expired and can't be turned back on. Use its replacement or create a new key."}
+		case err != nil:
 			return err
 		}
 		msg := "“" + templates.KeyLabel(k) + "” deactivated. Requests with it are refused until you activate it again."
@@ -206,7 +198,7 @@ func (s *Server) handleSetAPIKeyActive(active bool) echo.HandlerFunc {
 		if !isHTMX(c) {
 			return s.redirectWithFlash(c, "/account/api-keys", templates.FlashSuccess, msg)
 		}
-		keys := []store.APIKey{k}
+		keys := []account.APIKey{k}
 		s.usage.overlay(keys)
 		return s.render(c, http.StatusOK, templates.KeyRowUpdate(s.csrf(c), keys[0], s.cfg.Now(),
 			templates.Flash{Kind: templates.FlashSuccess, Message: msg}))
@@ -215,7 +207,7 @@ func (s *Server) handleSetAPIKeyActive(active bool) echo.HandlerFunc {
 
 func (s *Server) handleRotateAPIKey(c echo.Context) error {
 	u := currentUser(c)
-	k, err := s.ownKey(c)
+	id, err := keyID(c)
 	if err != nil {
 		return err
 	}
@@ -224,31 +216,13 @@ func (s *Server) handleRotateAPIKey(c echo.Context) error {
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: "invalid_request", Title: "Choose a grace period",
 			Message: "Choose how long the old key keeps working: immediately, 1 hour, 24 hours or 7 days."}
 	}
-	switch k.Status(s.cfg.Now()) {
-	case store.KeyExpired:
-		return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key expired",
-			Message: "“" + templates.KeyLabel(k) + "” has already expired; create a new key instead."}
-	case store.KeyExpiring:
-		return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key already rotated",
-			Message: "“" + templates.KeyLabel(k) + "” was already rotated; its replacement is in the list."}
-	}
 	next, err := apikey.Generate()
 	if err != nil {
 		return err
 	}
-	old, repl, err := s.store.RotateAPIKey(c.Request().Context(), u.ID, k.ID, next, grace)
-	s.keys.forgetKey(k.ID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return errKeyNotFound
-	case errors.Is(err, store.ErrAlreadyRotated):
-		return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key already rotated",
-			Message: "“" + templates.KeyLabel(k) + "” was already rotated; its replacement is in the list."}
-	case errors.Is(err, store.ErrKeyLimit):
-		return &httpError{Status: http.StatusUnprocessableEntity, Code: "invalid_request", Title: "Key limit reached",
-			Message: "You have " + strconv.Itoa(store.MaxAPIKeys) + " keys, the most an account can hold. Rotate with “Stop immediately”, or delete a key first."}
-	case err != nil:
-		return err
+	old, repl, err := s.store.RotateAPIKey(c.Request().Context(), u.ID, id, next, grace)
+	if err != nil {
+		return s.rotateRefused(c, u.ID, id, err)
 	}
 	s.log.Info("API key rotated", "user_id", u.ID, "api_key_id", old.ID, "replacement_id", repl.ID, "request_id", c.Get(ctxReqID))
 	msg := "“" + templates.KeyLabel(old) + "” rotated. The old key stopped working."
@@ -256,6 +230,29 @@ func (s *Server) handleRotateAPIKey(c echo.Context) error {
 		msg = "“" + templates.KeyLabel(old) + "” rotated. The old key keeps working for " + graceText(grace) + "."
 	}
 	return s.showNewKey(c, next, repl.ID, old.ID, msg)
+}
+
+// rotateRefused says why a key could not be rotated.
+func (s *Server) rotateRefused(c echo.Context, userID, keyID int64, err error) error {
+	if errors.Is(err, account.ErrNotFound) {
+		return errKeyNotFound
+	}
+	name := "This key"
+	if k, kerr := s.store.APIKey(c.Request().Context(), userID, keyID); kerr == nil {
+		name = "“" + templates.KeyLabel(k) + "”"
+	}
+	switch {
+	case errors.Is(err, account.ErrKeyExpired):
+		return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key expired",
+			Message: name + " has already expired; create a new key instead."}
+	case errors.Is(err, account.ErrAlreadyRotated):
+		return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key already rotated",
+			Message: name + " was already rotated; its replacement is in the list."}
+	case errors.Is(err, account.ErrKeyLimit):
+		return &httpError{Status: http.StatusUnprocessableEntity, Code: "invalid_request", Title: "Key limit reached",
+			Message: "You have " + strconv.Itoa(account.MaxAPIKeys) + " keys, the most an account can hold. Rotate with “Stop immediately”, or delete a key first."}
+	}
+	return err
 }
 
 func graceText(d time.Duration) string {
@@ -285,8 +282,7 @@ func (s *Server) handleDeleteAPIKey(c echo.Context) error {
 		return err
 	}
 	err = s.store.DeleteAPIKey(c.Request().Context(), u.ID, k.ID)
-	s.keys.forgetKey(k.ID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return errKeyNotFound
 	}
 	if err != nil {

@@ -20,8 +20,10 @@ import (
 	"github.com/mattn/go-sqlite3"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/apikey"
 	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/store/sqlite"
 )
 
 // queryLog records the queries of every connection opened through a
@@ -90,14 +92,15 @@ func registerCountingDriver(log *queryLog) string {
 // API Keys tab, against a server called directly (no network).
 type keysTab struct {
 	srv    *Server
-	store  *store.Store
+	store  store.Store
 	userID int64
 	cookie string
 }
 
-func newKeysTab(tb testing.TB, n int, opts store.Options) *keysTab {
+// newKeysTab serves the tab from a SQLite store opened with opts.
+func newKeysTab(tb testing.TB, n int, opts sqlite.Options) *keysTab {
 	tb.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(tb.TempDir(), "peekshot.db"), opts)
+	st, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "peekshot.db"), opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -147,7 +150,7 @@ func newKeysTab(tb testing.TB, n int, opts store.Options) *keysTab {
 	}
 	for i := range n {
 		key, _ := apikey.Generate()
-		if _, err := st.CreateAPIKey(context.Background(), store.NewAPIKey{UserID: u.ID, Label: fmt.Sprintf("Server %d", i+1), Key: key}); err != nil {
+		if _, err := st.CreateAPIKey(context.Background(), account.NewAPIKey{UserID: u.ID, Label: fmt.Sprintf("Server %d", i+1), Key: key}); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -180,7 +183,7 @@ func (k *keysTab) load(tb testing.TB, htmx bool) *httptest.ResponseRecorder {
 // the key list, the template and the response. "page" is a direct load
 // (the whole Account page), "htmx" a tab switch (the panel only).
 func BenchmarkAPIKeysTab(b *testing.B) {
-	tab := newKeysTab(b, store.MaxAPIKeys, store.Options{})
+	tab := newKeysTab(b, account.MaxAPIKeys, sqlite.Options{})
 	for _, htmx := range []bool{false, true} {
 		name := "page"
 		if htmx {
@@ -188,8 +191,8 @@ func BenchmarkAPIKeysTab(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			rows := strings.Count(tab.load(b, htmx).Body.String(), `<tr id="key-`)
-			if rows != store.MaxAPIKeys {
-				b.Fatalf("%d rows, want %d", rows, store.MaxAPIKeys)
+			if rows != account.MaxAPIKeys {
+				b.Fatalf("%d rows, want %d", rows, account.MaxAPIKeys)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
@@ -204,7 +207,7 @@ func BenchmarkAPIKeysTab(b *testing.B) {
 func TestAPIKeysTabIsOneQuery(t *testing.T) {
 	counted := func(n int) (total int, keyQueries []string) {
 		log := &queryLog{}
-		tab := newKeysTab(t, n, store.Options{Driver: registerCountingDriver(log)})
+		tab := newKeysTab(t, n, sqlite.Options{Driver: registerCountingDriver(log)})
 		// The first load may save the session; count a later one.
 		tab.load(t, false)
 		log.take()
@@ -221,7 +224,7 @@ func TestAPIKeysTabIsOneQuery(t *testing.T) {
 		return len(queries), keyQueries
 	}
 	one, _ := counted(1)
-	fifty, keyQueries := counted(store.MaxAPIKeys)
+	fifty, keyQueries := counted(account.MaxAPIKeys)
 	if len(keyQueries) != 1 {
 		t.Errorf("the tab ran %d queries on api_keys for 50 keys, want 1:\n%s", len(keyQueries), strings.Join(keyQueries, "\n"))
 	}

@@ -1,18 +1,16 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/apikey"
-	"github.com/peekshot/peekshot/store"
 )
 
 var keyPattern = regexp.MustCompile(`psk_[0-9A-Za-z]{38}`)
@@ -48,7 +46,7 @@ func parseID(s string) (int64, error) {
 	return id, err
 }
 
-func userKeys(t *testing.T, e *testEnv, email string) []store.APIKey {
+func userKeys(t *testing.T, e *testEnv, email string) []account.APIKey {
 	t.Helper()
 	u, err := e.store.UserByEmail(context.Background(), email)
 	if err != nil {
@@ -168,19 +166,8 @@ func TestCreateAPIKey(t *testing.T) {
 		if strings.Contains(e.logs.String(), key[4:36]) {
 			t.Fatal("key in the logs")
 		}
-		e.store.Close() // checkpoint the WAL into the main file, then scan both
-		defer func() {
-			st, err := store.Open(context.Background(), e.store.Path(), store.Options{Now: e.clock.Now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			*e.store = *st
-		}()
-		for _, suffix := range []string{"", "-wal", "-shm"} {
-			data, _ := os.ReadFile(e.store.Path() + suffix)
-			if bytes.Contains(data, []byte(key[4:36])) {
-				t.Fatalf("key found in database file %s", suffix)
-			}
+		if e.dbContains(key[4:36]) {
+			t.Fatal("key found in the database")
 		}
 	})
 	t.Run("LabelEscaped", func(t *testing.T) {
@@ -239,9 +226,9 @@ func TestAPIKeyLimit(t *testing.T) {
 	e := newTestEnv(t)
 	b, email := e.signUp()
 	u, _ := e.store.UserByEmail(context.Background(), email)
-	for range store.MaxAPIKeys {
+	for range account.MaxAPIKeys {
 		k, _ := apikey.Generate()
-		if _, err := e.store.CreateAPIKey(context.Background(), store.NewAPIKey{UserID: u.ID, Key: k}); err != nil {
+		if _, err := e.store.CreateAPIKey(context.Background(), account.NewAPIKey{UserID: u.ID, Key: k}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -256,7 +243,7 @@ func TestAPIKeyLimit(t *testing.T) {
 	}
 	r = b.post("/account/api-keys", url.Values{"label": {"51st"}})
 	expectStatus(t, r, http.StatusUnprocessableEntity)
-	if n := len(userKeys(t, e, email)); n != store.MaxAPIKeys {
+	if n := len(userKeys(t, e, email)); n != account.MaxAPIKeys {
 		t.Fatalf("%d keys", n)
 	}
 }
@@ -266,14 +253,14 @@ func TestAPIKeyActions(t *testing.T) {
 	b, email := e.signUp()
 	_, id := createKeyHTMX(t, b, "Zapier integration")
 	path := "/account/api-keys/" + strconv.Itoa(int(id))
-	status := func() store.APIKey {
+	status := func() account.APIKey {
 		for _, k := range userKeys(t, e, email) {
 			if k.ID == id {
 				return k
 			}
 		}
 		t.Fatal("key gone")
-		return store.APIKey{}
+		return account.APIKey{}
 	}
 
 	t.Run("DeactivateHTMX", func(t *testing.T) {
@@ -339,7 +326,7 @@ func TestAPIKeyActions(t *testing.T) {
 		if !apikey.Valid(key) {
 			t.Fatal("new key not revealed")
 		}
-		if got := d.Find(`tr#key-` + strconv.Itoa(int(id)) + ` [data-testid="key-status"]`).Text(); !strings.HasPrefix(got, "Expires in") {
+		if got := d.Find(`tr#key-` + strconv.Itoa(int(id)) + ` [data-testid="key-status"]`).Text(); !strings.HasPrefix(got, "Retiring in") {
 			t.Fatalf("old key status %q", got)
 		}
 		keys := userKeys(t, e, email)
@@ -427,7 +414,7 @@ func TestAPIKeyOwnership(t *testing.T) {
 		})
 	}
 	keys := userKeys(t, e, aliceEmail)
-	if len(keys) != 1 || !keys[0].Active || !keys[0].ExpiresAt.IsZero() {
+	if len(keys) != 1 || !keys[0].Active || keys[0].Rotated() {
 		t.Fatalf("alice's key changed: %+v", keys)
 	}
 	for _, bad := range []string{"abc", "0", "-1", "99999999999999999999"} {
@@ -443,7 +430,7 @@ func TestCSRF(t *testing.T) {
 	unchanged := func(t *testing.T) {
 		t.Helper()
 		keys := userKeys(t, e, email)
-		if len(keys) != 1 || !keys[0].Active || !keys[0].ExpiresAt.IsZero() {
+		if len(keys) != 1 || !keys[0].Active || keys[0].Rotated() {
 			t.Fatalf("state changed: %+v", keys)
 		}
 	}

@@ -171,7 +171,7 @@ func TestLoginThrottle(t *testing.T) {
 	if r := b.get("/account/api-keys"); r.StatusCode != http.StatusSeeOther {
 		t.Fatal("throttled sign-in still signed in")
 	}
-	e.clock.Advance(16 * time.Minute)
+	e.clock.Add(16 * time.Minute)
 	r = b.post("/login", url.Values{"email": {email}, "password": {"correct horse battery"}})
 	expectStatus(t, r, http.StatusSeeOther)
 }
@@ -263,11 +263,11 @@ func TestSessionTimeouts(t *testing.T) {
 	e := newTestEnv(t)
 	t.Run("Idle", func(t *testing.T) {
 		b, _ := e.signUp()
-		e.clock.Advance(23 * time.Hour)
+		e.clock.Add(23 * time.Hour)
 		expectStatus(t, b.get("/account/api-keys"), http.StatusOK)
-		e.clock.Advance(23 * time.Hour) // active a moment ago: still fine
+		e.clock.Add(23 * time.Hour) // active a moment ago: still fine
 		expectStatus(t, b.get("/account/api-keys"), http.StatusOK)
-		e.clock.Advance(25 * time.Hour)
+		e.clock.Add(25 * time.Hour)
 		if r := b.get("/account/api-keys"); r.StatusCode != http.StatusSeeOther {
 			t.Fatal("idle session still valid after 25 h")
 		}
@@ -275,7 +275,7 @@ func TestSessionTimeouts(t *testing.T) {
 	t.Run("Absolute", func(t *testing.T) {
 		b, _ := e.signUp()
 		for range 32 {
-			e.clock.Advance(23 * time.Hour)
+			e.clock.Add(23 * time.Hour)
 			b.get("/account/profile")
 		}
 		if r := b.get("/account/api-keys"); r.StatusCode != http.StatusSeeOther {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/templates"
 )
 
@@ -36,19 +36,19 @@ func (s *Server) renderCoupons(c echo.Context, status int, p templates.CouponsPr
 func (s *Server) handleRedeemCoupon(c echo.Context) error {
 	u := currentUser(c)
 	raw := c.Request().PostFormValue("code")
-	typed, msg := cleanText("Coupon code", raw, store.MaxCouponCodeLen)
+	typed, msg := cleanText("Coupon code", raw, account.MaxCouponCodeLen)
 	if msg == "" && typed == "" {
 		msg = "Enter a coupon code."
 	}
 	if msg != "" {
 		return s.renderCoupons(c, http.StatusUnprocessableEntity, templates.CouponsProps{Code: displayable(raw), Error: msg})
 	}
-	code := store.NormalizeCouponCode(typed)
+	code := account.NormalizeCouponCode(typed)
 	coupon, balance, err := s.store.RedeemCoupon(c.Request().Context(), u.ID, code)
 	if msg := redeemRefusal(err, code); msg != "" {
 		return s.renderCoupons(c, http.StatusUnprocessableEntity, templates.CouponsProps{Code: typed, Error: msg})
 	}
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return accountGone(c)
 	}
 	if err != nil {
@@ -68,15 +68,15 @@ func (s *Server) handleRedeemCoupon(c echo.Context) error {
 func redeemRefusal(err error, code string) string {
 	quoted := "“" + code + "”"
 	switch {
-	case errors.Is(err, store.ErrCouponUnknown):
+	case errors.Is(err, account.ErrCouponUnknown):
 		return "There's no coupon with the code " + quoted + ". Check it for typos and try again."
-	case errors.Is(err, store.ErrCouponDisabled):
+	case errors.Is(err, account.ErrCouponDisabled):
 		return "The coupon " + quoted + " is no longer valid."
-	case errors.Is(err, store.ErrCouponExpired):
+	case errors.Is(err, account.ErrCouponExpired):
 		return "The coupon " + quoted + " has expired."
-	case errors.Is(err, store.ErrCouponExhausted):
+	case errors.Is(err, account.ErrCouponExhausted):
 		return "The coupon " + quoted + " has been fully redeemed: all of its uses are taken."
-	case errors.Is(err, store.ErrCouponRedeemed):
+	case errors.Is(err, account.ErrCouponRedeemed):
 		return "You've already redeemed " + quoted + ". Each coupon can be used once per account."
 	}
 	return ""

@@ -11,10 +11,10 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
-	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/account"
 )
 
-func (e *testEnv) coupon(nc store.NewCoupon) store.Coupon {
+func (e *testEnv) coupon(nc account.NewCoupon) account.Coupon {
 	e.t.Helper()
 	c, err := e.store.CreateCoupon(context.Background(), nc)
 	if err != nil {
@@ -86,8 +86,8 @@ func TestCouponsPage(t *testing.T) {
 
 func TestRedeemCoupon(t *testing.T) {
 	e := newTestEnv(t)
-	e.coupon(store.NewCoupon{Code: "WELCOME", Credits: 500})
-	e.coupon(store.NewCoupon{Code: "SPRING", Credits: 1})
+	e.coupon(account.NewCoupon{Code: "WELCOME", Credits: 500})
+	e.coupon(account.NewCoupon{Code: "SPRING", Credits: 1})
 
 	t.Run("HTMX", func(t *testing.T) {
 		b, email := e.signUp()
@@ -148,7 +148,7 @@ func TestRedeemCoupon(t *testing.T) {
 	t.Run("HistoryNewestFirst", func(t *testing.T) {
 		b, _ := e.signUp()
 		expectStatus(t, b.htmx(http.MethodPost, "/account/coupons/redeem", url.Values{"code": {"spring"}}), http.StatusOK)
-		e.clock.Advance(time.Hour)
+		e.clock.Add(time.Hour)
 		r := b.htmx(http.MethodPost, "/account/coupons/redeem", url.Values{"code": {"welcome"}})
 		codes := r.doc(t).Find(`[data-testid="redemption-code"]`).Map(func(_ int, s *goquery.Selection) string { return s.Text() })
 		if strings.Join(codes, ",") != "WELCOME,SPRING" {
@@ -160,10 +160,10 @@ func TestRedeemCoupon(t *testing.T) {
 func TestRedeemCouponRefused(t *testing.T) {
 	e := newTestEnv(t)
 	now := e.clock.Now()
-	e.coupon(store.NewCoupon{Code: "WELCOME", Credits: 500})
-	e.coupon(store.NewCoupon{Code: "ONCE", Credits: 5, MaxRedemptions: 1})
-	e.coupon(store.NewCoupon{Code: "OLD", Credits: 5, ExpiresAt: now.Add(-time.Second)})
-	e.coupon(store.NewCoupon{Code: "RETIRED", Credits: 5})
+	e.coupon(account.NewCoupon{Code: "WELCOME", Credits: 500})
+	e.coupon(account.NewCoupon{Code: "ONCE", Credits: 5, MaxRedemptions: 1})
+	e.coupon(account.NewCoupon{Code: "OLD", Credits: 5, ExpiresAt: now.Add(-time.Second)})
+	e.coupon(account.NewCoupon{Code: "RETIRED", Credits: 5})
 	if _, err := e.store.DisableCoupon(context.Background(), "RETIRED"); err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestRedeemCouponRefused(t *testing.T) {
 // tabs at once gets the credits once; the rest are told it was redeemed.
 func TestRedeemCouponDoubleSubmit(t *testing.T) {
 	e := newTestEnv(t)
-	e.coupon(store.NewCoupon{Code: "DOUBLE", Credits: 50})
+	e.coupon(account.NewCoupon{Code: "DOUBLE", Credits: 50})
 	b, email := e.signUp()
 	var wg sync.WaitGroup
 	statuses := make(chan int, 10)

@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/apikey"
-	"github.com/peekshot/peekshot/store"
 )
 
 // dbState is everything a dashboard or API write can change.
@@ -23,22 +22,21 @@ type dbState struct {
 }
 
 // readState reads dbState through a connection of its own, as an operator
-// inspecting the file would.
+// inspecting the database would.
 func readState(t *testing.T, e *testEnv) dbState {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+e.store.Path()+"?mode=ro&_busy_timeout=5000")
-	if err != nil {
-		t.Fatal(err)
+	names := `SELECT coalesce(group_concat(name, '|'), '') FROM (SELECT name FROM users ORDER BY id) AS u`
+	if e.db.Dialect == "postgres" {
+		names = `SELECT coalesce(string_agg(name, '|' ORDER BY id), '') FROM users`
 	}
-	defer db.Close()
 	var s dbState
-	err = db.QueryRow(`SELECT
+	err := e.db.Raw.QueryRow(`SELECT
 		(SELECT count(*) FROM users), (SELECT count(*) FROM sessions),
 		(SELECT count(*) FROM sessions WHERE user_id IS NOT NULL),
 		(SELECT count(*) FROM api_keys), (SELECT count(*) FROM credit_ledger),
 		(SELECT count(*) FROM coupon_redemptions), (SELECT coalesce(sum(credits), 0) FROM users),
 		(SELECT coalesce(sum(redemptions), 0) FROM coupons),
-		(SELECT coalesce(group_concat(name, '|'), '') FROM (SELECT name FROM users ORDER BY id))`).
+		(`+names+`)`).
 		Scan(&s.Users, &s.Sessions, &s.SignedIn, &s.Keys, &s.Ledger, &s.Redemptions, &s.Credits, &s.CouponUses, &s.Names)
 	if err != nil {
 		t.Fatal(err)
@@ -79,16 +77,17 @@ func expectStorageFull(t *testing.T, r response, kind string) {
 // the same writes without a restart.
 func TestStorageFullWeb(t *testing.T) {
 	e := newTestEnv(t, withRenderer(&fakeRenderer{}), withConfig(func(c *Config) { c.RateLimit = 1_000_000 }))
+	sq := e.needSQLite()
 	ctx := context.Background()
 	b, email := e.signUp()
 	key, _ := createKeyHTMX(t, b, "full")
 	u := userOf(t, e, email)
-	e.coupon(store.NewCoupon{Code: "BIG", Credits: store.MaxCouponCredits})
+	e.coupon(account.NewCoupon{Code: "BIG", Credits: account.MaxCouponCredits})
 	if _, _, err := e.store.RedeemCoupon(ctx, u.ID, "BIG"); err != nil {
 		t.Fatal(err)
 	}
 	for _, i := range append(seq(0, 100), append(seq(500, 600), 1000, 1500)...) {
-		e.coupon(store.NewCoupon{Code: fmt.Sprintf("FULL-%d", i), Credits: 1})
+		e.coupon(account.NewCoupon{Code: fmt.Sprintf("FULL-%d", i), Credits: 1})
 	}
 	pad := strings.Repeat("p", 50)
 
@@ -138,8 +137,8 @@ func TestStorageFullWeb(t *testing.T) {
 		}, func(r response) bool { return r.StatusCode == http.StatusSeeOther }},
 	}
 
-	pages, _ := e.store.PageCount(ctx)
-	if _, err := e.store.SetMaxPageCount(ctx, 1); err != nil {
+	pages, _ := sq.PageCount(ctx)
+	if _, err := sq.SetMaxPageCount(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("database capped at %d pages", pages)
@@ -189,7 +188,7 @@ func TestStorageFullWeb(t *testing.T) {
 	})
 
 	t.Run("RecoversWithoutRestart", func(t *testing.T) {
-		if _, err := e.store.SetMaxPageCount(ctx, 1<<30); err != nil {
+		if _, err := sq.SetMaxPageCount(ctx, 1<<30); err != nil {
 			t.Fatal(err)
 		}
 		for _, w := range writes {
@@ -226,6 +225,7 @@ func TestStorageFullBetweenKeyAndReveal(t *testing.T) {
 	for _, action := range []string{"create", "rotate"} {
 		t.Run(action, func(t *testing.T) {
 			e := newTestEnv(t)
+			sq := e.needSQLite()
 			ctx := context.Background()
 			b, email := e.signUp()
 			var path string
@@ -235,16 +235,20 @@ func TestStorageFullBetweenKeyAndReveal(t *testing.T) {
 			}
 			// Start the session afresh so its row is the newest, then fill
 			// the sessions table behind it until the disk is full.
-			e.clock.Advance(2 * time.Minute) // the next request touches the session
+			e.clock.Add(2 * time.Minute) // the next request touches the session
 			expectStatus(t, b.get("/account/profile"), http.StatusOK)
-			if _, err := e.store.SetMaxPageCount(ctx, 1); err != nil {
+			if _, err := sq.SetMaxPageCount(ctx, 1); err != nil {
 				t.Fatal(err)
 			}
 			now := e.clock.Now()
+			u, err := e.store.UserByEmail(ctx, email)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for i := 0; ; i++ {
-				id, _ := store.NewSessionID()
-				err := e.store.CreateSession(ctx, store.Session{ID: id, Data: []byte("{}"), CreatedAt: now, LastSeenAt: now})
-				if errors.Is(err, store.ErrStorageFull) {
+				id, _ := account.NewSessionID()
+				err := e.store.CreateSession(ctx, account.Session{ID: id, UserID: u.ID, Data: []byte("{}"), CreatedAt: now, LastSeenAt: now})
+				if errors.Is(err, account.ErrStorageFull) {
 					break
 				}
 				if err != nil || i > 10_000 {

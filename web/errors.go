@@ -8,7 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/templates"
 )
 
@@ -38,6 +38,8 @@ var (
 		Message: "The request body is too large."}
 	errStorageFull = &httpError{Status: http.StatusInsufficientStorage, Code: "storage_full", Title: "Storage full",
 		Message: "PeekShot can't save changes right now because its storage is full. Nothing was changed; please try again shortly."}
+	errUnavailable = &httpError{Status: http.StatusServiceUnavailable, Code: "service_unavailable", Title: "PeekShot is unavailable",
+		Message: "PeekShot can't reach its database right now, so nothing was read or changed. Please try again in a few seconds.", RetryAfter: 2}
 	errInternal = &httpError{Status: http.StatusInternalServerError, Code: "internal_error", Title: "Something went wrong",
 		Message: "PeekShot hit an unexpected error and nothing was changed. Please try again; if it keeps happening, contact the operator."}
 )
@@ -110,8 +112,11 @@ func classify(err error) *httpError {
 	if errors.As(err, &mbe) {
 		return errPayloadTooLarge
 	}
-	if errors.Is(err, store.ErrStorageFull) {
+	if errors.Is(err, account.ErrStorageFull) {
 		return errStorageFull
+	}
+	if errors.Is(err, account.ErrUnavailable) {
+		return errUnavailable
 	}
 	return errInternal
 }

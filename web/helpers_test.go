@@ -10,31 +10,26 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/peekshot/peekshot/account"
+	"github.com/peekshot/peekshot/apikey"
 	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/store/sqlite"
+	"github.com/peekshot/peekshot/store/storetest"
 )
 
 // testClock is a settable clock shared by the store and the server.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+type testClock = storetest.Clock
 
 // logBuffer collects log output so tests can assert what never appears in it.
 type logBuffer struct {
@@ -56,17 +51,40 @@ func (l *logBuffer) String() string {
 
 type testEnv struct {
 	t     *testing.T
-	store *store.Store
-	srv   *Server
-	http  *httptest.Server
-	clock *testClock
-	logs  *logBuffer
+	store store.Store // what the server uses: the database behind its cache
+	db    *storetest.Harness
+	// sqlite is the store when the database is SQLite (the default), for
+	// tests of what only SQLite has (a file to fill); nil on PostgreSQL.
+	sqlite *sqlite.Store
+	srv    *Server
+	http   *httptest.Server
+	clock  *testClock
+	logs   *logBuffer
+	// lookups counts the key lookups that reached the database: the ones
+	// the store's cache did not answer.
+	lookups *atomic.Int64
 }
+
+// countingStore counts the key lookups that reach the database.
+type countingStore struct {
+	store.Store
+	lookups atomic.Int64
+}
+
+func (s *countingStore) APIKeyByHash(ctx context.Context, h apikey.Hash) (account.APIKey, error) {
+	s.lookups.Add(1)
+	return s.Store.APIKeyByHash(ctx, h)
+}
+
+// postgresTests reports whether handler tests run on PostgreSQL
+// (PEEKSHOT_TEST_STORE=postgres) rather than SQLite.
+func postgresTests() bool { return os.Getenv("PEEKSHOT_TEST_STORE") == "postgres" }
 
 // envSettings are what a test may change about its server.
 type envSettings struct {
 	cfg      Config
 	renderer Renderer
+	queries  *queryLog // when set, every query of the store is logged
 }
 
 type envOption func(*envSettings)
@@ -75,13 +93,20 @@ func withConfig(f func(*Config)) envOption { return func(s *envSettings) { f(&s.
 
 func withRenderer(r Renderer) envOption { return func(s *envSettings) { s.renderer = r } }
 
+// testDatabase opens the database handler tests run on: a SQLite file in a
+// temporary folder, or with PEEKSHOT_TEST_STORE=postgres a fresh
+// PostgreSQL database (make test runs the handler tests on both).
+func testDatabase(t testing.TB, clock *testClock) *storetest.Harness {
+	t.Helper()
+	if postgresTests() {
+		return storetest.Postgres(t, clock)
+	}
+	return storetest.SQLite(t, clock)
+}
+
 func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	t.Helper()
-	clock := &testClock{t: time.Now().UTC().Truncate(time.Second)}
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "peekshot.db"), store.Options{Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	clock := storetest.NewClock(time.Now().UTC().Truncate(time.Second))
 	logs := &logBuffer{}
 	env := envSettings{cfg: Config{
 		SessionSecret: []byte("0123456789abcdef0123456789abcdef-test"),
@@ -91,7 +116,16 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	for _, o := range opts {
 		o(&env)
 	}
-	srv, err := NewServer(env.cfg, st, env.renderer, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	var db *storetest.Harness
+	if env.queries != nil {
+		db = openLoggedDatabase(t, clock, env.queries)
+	} else {
+		db = testDatabase(t, clock)
+	}
+	counted := &countingStore{Store: db.Store}
+	cached := store.NewCached(counted, clock.Now)
+	waitLive(t, cached)
+	srv, err := NewServer(env.cfg, cached, env.renderer, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,9 +133,85 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	t.Cleanup(func() {
 		hs.Close()
 		srv.Close(context.Background())
-		st.Close()
+		cached.Close()
 	})
-	return &testEnv{t: t, store: st, srv: srv, http: hs, clock: clock, logs: logs}
+	sq, _ := db.Store.(*sqlite.Store)
+	return &testEnv{t: t, store: db.Store, db: db, sqlite: sq, srv: srv, http: hs, clock: clock, logs: logs, lookups: &counted.lookups}
+}
+
+// dbContains reports whether needle is stored anywhere in the database:
+// in any row of any table, and on SQLite in the bytes of its files too
+// (the write-ahead log included), where deleted rows may linger.
+func (e *testEnv) dbContains(needle string) bool {
+	e.t.Helper()
+	if e.sqlite != nil {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			data, _ := os.ReadFile(e.sqlite.Path() + suffix)
+			if bytes.Contains(data, []byte(needle)) {
+				return true
+			}
+		}
+	}
+	listTables := `SELECT name FROM sqlite_master WHERE type = 'table'`
+	if e.db.Dialect == "postgres" {
+		listTables = `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`
+	}
+	rows, err := e.db.Raw.Query(listTables)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			e.t.Fatal(err)
+		}
+		tables = append(tables, name)
+	}
+	rows.Close()
+	for _, table := range tables {
+		rows, err := e.db.Raw.Query(`SELECT * FROM "` + table + `"`)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				e.t.Fatal(err)
+			}
+			for _, v := range vals {
+				var b []byte
+				switch v := v.(type) {
+				case []byte:
+					b = v
+				case string:
+					b = []byte(v)
+				default:
+					b = []byte(fmt.Sprint(v))
+				}
+				if bytes.Contains(b, []byte(needle)) {
+					rows.Close()
+					return true
+				}
+			}
+		}
+		rows.Close()
+	}
+	return false
+}
+
+// needSQLite marks a test of what only the SQLite store has.
+func (e *testEnv) needSQLite() *sqlite.Store {
+	e.t.Helper()
+	if e.sqlite == nil {
+		e.t.Skip("a SQLite-only test (its database file); runs in the SQLite pass of make test")
+	}
+	return e.sqlite
 }
 
 // browser is a cookie-keeping client that does not follow redirects, so

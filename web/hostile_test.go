@@ -11,8 +11,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/capture"
-	"github.com/peekshot/peekshot/store"
 )
 
 // hostilePayloads are what an attacker or a broken client types into any
@@ -107,7 +107,7 @@ func passwordAccepts(v string) bool {
 // and no response runs the payload.
 func TestHostileFormInput(t *testing.T) {
 	e := newTestEnv(t, withConfig(func(c *Config) { c.LoginFailureLimit = 1_000_000 }))
-	e.coupon(store.NewCoupon{Code: "REAL", Credits: 5})
+	e.coupon(account.NewCoupon{Code: "REAL", Credits: 5})
 	nameOf := func(t *testing.T, e *testEnv, email string) string { return userOf(t, e, email).Name }
 	newestLabel := func(t *testing.T, e *testEnv, email string) string {
 		keys := userKeys(t, e, email)
@@ -330,7 +330,7 @@ func TestHostileAPIInput(t *testing.T) {
 	b, email := e.signUp()
 	key, _ := createKeyHTMX(t, b, "hostile")
 	u := userOf(t, e, email)
-	e.coupon(store.NewCoupon{Code: "LOTS", Credits: 100_000})
+	e.coupon(account.NewCoupon{Code: "LOTS", Credits: 100_000})
 	if _, _, err := e.store.RedeemCoupon(context.Background(), u.ID, "LOTS"); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/gorilla/sessions"
 	"github.com/labstack/echo/v4"
 
-	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/templates"
 )
 
@@ -130,7 +130,7 @@ func (s *Server) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 		if uid := sessionUserID(sess); uid != 0 {
 			u, err := s.store.UserByID(r.Context(), uid)
 			switch {
-			case errors.Is(err, store.ErrNotFound):
+			case errors.Is(err, account.ErrNotFound):
 				// The account is gone; the session died with it.
 			case err != nil:
 				return err
@@ -216,12 +216,12 @@ func session(c echo.Context) *sessions.Session {
 	return sess
 }
 
-func currentUser(c echo.Context) *store.User {
-	u, _ := c.Get(ctxUser).(*store.User)
+func currentUser(c echo.Context) *account.User {
+	u, _ := c.Get(ctxUser).(*account.User)
 	return u
 }
 
-func currentKey(c echo.Context) *store.APIKey {
-	k, _ := c.Get(ctxKey).(*store.APIKey)
+func currentKey(c echo.Context) *account.APIKey {
+	k, _ := c.Get(ctxKey).(*account.APIKey)
 	return k
 }

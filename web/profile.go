@@ -8,7 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/templates"
 )
 
@@ -62,7 +62,7 @@ func (s *Server) handleUpdateName(c echo.Context) error {
 		return s.profileDone(c, templates.FlashInfo, "Your name is unchanged.")
 	}
 	err := s.store.UpdateUserName(c.Request().Context(), u.ID, name)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return accountGone(c)
 	}
 	if err != nil {
@@ -108,8 +108,8 @@ func (s *Server) handleChangePassword(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	err = s.store.ChangePassword(r.Context(), u.ID, string(hash), store.SessionID(session(c).ID))
-	if errors.Is(err, store.ErrNotFound) {
+	err = s.store.ChangePassword(r.Context(), u.ID, string(hash), account.SessionID(session(c).ID))
+	if errors.Is(err, account.ErrNotFound) {
 		return accountGone(c)
 	}
 	if err != nil {
@@ -143,8 +143,7 @@ func (s *Server) handleDeleteAccount(c echo.Context) error {
 	// transaction: the keys are refused from the next request on. Not
 	// found means a double submit already deleted it: done either way.
 	err = s.store.DeleteUser(r.Context(), u.ID)
-	s.keys.forgetUser(u.ID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err != nil && !errors.Is(err, account.ErrNotFound) {
 		return err
 	}
 	s.log.Info("account deleted", "user_id", u.ID, "request_id", c.Get(ctxReqID))
@@ -169,7 +168,7 @@ func (s *Server) handleDeleteAccount(c echo.Context) error {
 // the browser is sent to sign in instead of getting an error.
 func (s *Server) redirectDone(c echo.Context, to string, kind templates.FlashKind, msg string) error {
 	err := s.redirectWithFlash(c, to, kind, msg)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return accountGone(c)
 	}
 	return err
@@ -189,7 +188,7 @@ func accountGone(c echo.Context) error {
 // action. Each check counts with the sign-in attempts of the account, so a
 // hijacked session can't guess the password faster than the sign-in form
 // allows.
-func (s *Server) verifyPassword(c echo.Context, u *store.User, password string) (bool, error) {
+func (s *Server) verifyPassword(c echo.Context, u *account.User, password string) (bool, error) {
 	ctx := c.Request().Context()
 	admitted, err := s.store.AdmitLoginAttempt(ctx, u.Email, s.cfg.Now().Add(-s.cfg.LoginFailureWindow), s.cfg.LoginFailureLimit)
 	if err != nil {

@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/apikey"
-	"github.com/peekshot/peekshot/store"
 )
 
 const testPassword = "correct horse battery" // what signUp uses
 
-func userOf(t *testing.T, e *testEnv, email string) store.User {
+func userOf(t *testing.T, e *testEnv, email string) account.User {
 	t.Helper()
 	u, err := e.store.UserByEmail(context.Background(), email)
 	if err != nil {
@@ -220,7 +220,7 @@ func TestChangePassword(t *testing.T) {
 			})
 		}
 		// The guesses above count against the sign-in throttle; start afresh.
-		e.clock.Advance(16 * time.Minute)
+		e.clock.Add(16 * time.Minute)
 	})
 
 	t.Run("EndsOtherSessionsKeepsThisOne", func(t *testing.T) {
@@ -424,7 +424,7 @@ func TestDeleteAccount(t *testing.T) {
 // without the session's token, or from another site.
 func TestAccountCSRF(t *testing.T) {
 	e := newTestEnv(t)
-	e.coupon(store.NewCoupon{Code: "ANY", Credits: 10})
+	e.coupon(account.NewCoupon{Code: "ANY", Credits: 10})
 	b, email := e.signUp()
 	before := userOf(t, e, email)
 	for _, tc := range []struct {
@@ -470,7 +470,7 @@ func TestAccountCSRF(t *testing.T) {
 // saving a session that was ended meanwhile starts a signed-out one.
 func TestAccountDeletedMidRequest(t *testing.T) {
 	e := newTestEnv(t)
-	e.coupon(store.NewCoupon{Code: "RACE", Credits: 5})
+	e.coupon(account.NewCoupon{Code: "RACE", Credits: 5})
 	for round := range 5 {
 		b, email := e.signUp()
 		var wg sync.WaitGroup

@@ -11,7 +11,7 @@ import (
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 
-	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/templates"
 )
 
@@ -80,7 +80,7 @@ func (s *Server) flash(c echo.Context, kind templates.FlashKind, msg string) err
 	before, had := sess.Values[keyFlash]
 	addFlash(sess, templates.Flash{Kind: kind, Message: msg})
 	err := sess.Save(c.Request(), c.Response())
-	if errors.Is(err, store.ErrStorageFull) {
+	if errors.Is(err, account.ErrStorageFull) {
 		if had {
 			sess.Values[keyFlash] = before
 		} else {

@@ -14,6 +14,7 @@ func (s *Server) routes() {
 	e.Use(s.recoverPanics, s.logRequests, s.securityHeaders)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
+	e.GET("/readyz", s.handleReady)
 	e.GET("/static/*", s.handleStatic)
 
 	// The API: x-api-key only, no session, no CSRF.

@@ -1,7 +1,7 @@
 // Package web is PeekShot's HTTP layer: the dashboard (sign-up, sign-in and
 // the Account page with its tabs) served as templ pages and htmx partials,
 // and the JSON API authenticated by API keys. Handlers parse and validate
-// input, call the store and render; the rules live in store and apikey.
+// input, call the store and render; the rules live in account and apikey.
 package web
 
 import (
@@ -32,6 +32,9 @@ type Config struct {
 	LoginFailureWindow time.Duration
 	// UsageFlushInterval is how often API key usage is written (default 1 s).
 	UsageFlushInterval time.Duration
+	// SweepInterval is how often stale sessions and what else has outlived
+	// its use (reveals, reservations) are deleted (default 10 minutes).
+	SweepInterval time.Duration
 	// RateLimit is how many renders one key may ask for a minute (default 60).
 	RateLimit int
 	// Now replaces the clock, for tests.
@@ -69,25 +72,28 @@ func (c *Config) setDefaults() error {
 	if c.UsageFlushInterval == 0 {
 		c.UsageFlushInterval = time.Second
 	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = 10 * time.Minute
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	return nil
 }
 
-// Server is PeekShot's HTTP handler.
+// Server is PeekShot's HTTP handler. It keeps nothing that must hold
+// across instances: sessions, credits, rate limits and pending key reveals
+// live in the store, and only the usage counted since the last flush (added
+// to the store, never overwriting) and the store's own cache are in memory.
 type Server struct {
 	cfg      Config
-	store    *store.Store
+	store    store.Store
 	renderer Renderer
 	log      *slog.Logger
 	echo     *echo.Echo
 	sessions *SessionStore
-	reveals  *revealCache
+	reveals  *revealSealer
 	usage    *usageRecorder
-	keys     *keyCache
-	limiter  *keyLimiter
-	reserved *reservations
 	origins  *http.CrossOriginProtection
 	dummy    []byte // a password hash to compare against when no account matches
 
@@ -97,9 +103,10 @@ type Server struct {
 }
 
 // NewServer builds the server and starts its background work (usage
-// flushing, session clean-up); Close stops it. A nil renderer makes the
+// flushing, clean-up); Close stops it. The API's hot path reads keys
+// through st, which should be a store.Cached. A nil renderer makes the
 // render endpoints answer 503.
-func NewServer(cfg Config, st *store.Store, renderer Renderer, logger *slog.Logger) (*Server, error) {
+func NewServer(cfg Config, st store.Store, renderer Renderer, logger *slog.Logger) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -116,11 +123,8 @@ func NewServer(cfg Config, st *store.Store, renderer Renderer, logger *slog.Logg
 		renderer: renderer,
 		log:      logger,
 		sessions: newSessionStore(st, cfg),
-		reveals:  newRevealCache(cfg.Now),
+		reveals:  newRevealSealer(cfg.SessionSecret),
 		usage:    newUsageRecorder(),
-		keys:     newKeyCache(),
-		limiter:  newKeyLimiter(cfg.RateLimit),
-		reserved: newReservations(),
 		origins:  http.NewCrossOriginProtection(),
 		dummy:    dummy,
 	}
@@ -137,7 +141,7 @@ func NewServer(cfg Config, st *store.Store, renderer Renderer, logger *slog.Logg
 		defer s.stopped.Done()
 		s.every(ctx, cfg.UsageFlushInterval, "flush API key usage", s.flushUsage)
 	}()
-	go func() { defer s.stopped.Done(); s.every(ctx, 10*time.Minute, "clean sessions", s.cleanSessions) }()
+	go func() { defer s.stopped.Done(); s.every(ctx, cfg.SweepInterval, "clean up", s.cleanUp) }()
 	return s, nil
 }
 
@@ -172,12 +176,13 @@ func (s *Server) every(ctx context.Context, interval time.Duration, what string,
 	}
 }
 
-// cleanSessions deletes sessions past their idle timeout or lifetime.
-func (s *Server) cleanSessions(ctx context.Context) error {
+// cleanUp deletes sessions past their idle timeout or lifetime, and what
+// else has outlived its use.
+func (s *Server) cleanUp(ctx context.Context) error {
 	now := s.cfg.Now()
 	n, err := s.store.DeleteStaleSessions(ctx, now.Add(-s.cfg.SessionIdle), now.Add(-s.cfg.SessionLifetime))
 	if n > 0 {
 		s.log.Info("cleaned sessions", "deleted", n)
 	}
-	return err
+	return errors.Join(err, s.store.Sweep(ctx))
 }

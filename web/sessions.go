@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
 
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/store"
 	"github.com/peekshot/peekshot/templates"
 )
@@ -45,7 +46,7 @@ const touchEvery = time.Minute
 // of the sign-in and sign-up forms, a flash message) lives only in its
 // signed cookie: nobody writes to the database before signing in.
 type SessionStore struct {
-	st       *store.Store
+	st       store.Sessions
 	codec    securecookie.Codec
 	csrfKey  []byte
 	idle     time.Duration
@@ -53,7 +54,7 @@ type SessionStore struct {
 	now      func() time.Time
 }
 
-func newSessionStore(st *store.Store, cfg Config) *SessionStore {
+func newSessionStore(st store.Sessions, cfg Config) *SessionStore {
 	mac := func(label string) []byte {
 		h := hmac.New(sha256.New, cfg.SessionSecret)
 		h.Write([]byte(label))
@@ -101,9 +102,9 @@ func (ss *SessionStore) New(r *http.Request, name string) (*sessions.Session, er
 		sess.IsNew = false
 		return sess, nil
 	}
-	id := store.SessionID(raw)
+	id := account.SessionID(raw)
 	row, err := ss.st.SessionByID(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) || err == nil && row.UserID == 0 {
+	if errors.Is(err, account.ErrNotFound) || err == nil && row.UserID == 0 {
 		sess.Values[keyEnded] = true
 		return sess, nil
 	}
@@ -130,8 +131,8 @@ func (ss *SessionStore) New(r *http.Request, name string) (*sessions.Session, er
 	sess.Values[keyUserID] = row.UserID
 	sess.ID, sess.IsNew = string(id), false
 	if now.Sub(row.LastSeenAt) >= touchEvery {
-		err := ss.st.UpdateSession(r.Context(), store.Session{ID: id, Data: row.Data, LastSeenAt: now})
-		if errors.Is(err, store.ErrNotFound) {
+		err := ss.st.UpdateSession(r.Context(), account.Session{ID: id, Data: row.Data, LastSeenAt: now})
+		if errors.Is(err, account.ErrNotFound) {
 			ended := ss.fresh(name) // revoked meanwhile
 			ended.Values[keyEnded] = true
 			return ended, nil
@@ -162,7 +163,7 @@ func (ss *SessionStore) Save(r *http.Request, w http.ResponseWriter, sess *sessi
 	opts.Secure = isHTTPS(r)
 	if opts.MaxAge < 0 {
 		if sess.ID != "" {
-			if err := ss.st.DeleteSession(r.Context(), store.SessionID(sess.ID)); err != nil {
+			if err := ss.st.DeleteSession(r.Context(), account.SessionID(sess.ID)); err != nil {
 				return err
 			}
 		}
@@ -175,9 +176,9 @@ func (ss *SessionStore) Save(r *http.Request, w http.ResponseWriter, sess *sessi
 	}
 	now := ss.now()
 	if sess.ID != "" {
-		err := ss.st.UpdateSession(r.Context(), store.Session{ID: store.SessionID(sess.ID), Data: data, LastSeenAt: now})
+		err := ss.st.UpdateSession(r.Context(), account.Session{ID: account.SessionID(sess.ID), Data: data, LastSeenAt: now})
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, account.ErrNotFound):
 			// The session was ended meanwhile (sign-out, password change or
 			// account deletion elsewhere). It stays ended: what this request
 			// wanted to keep goes into a signed-out session.
@@ -190,11 +191,11 @@ func (ss *SessionStore) Save(r *http.Request, w http.ResponseWriter, sess *sessi
 	payload := []byte(sess.ID)
 	if sess.ID == "" {
 		if uid := sessionUserID(sess); uid != 0 {
-			id, err := store.NewSessionID()
+			id, err := account.NewSessionID()
 			if err != nil {
 				return err
 			}
-			if err := ss.st.CreateSession(r.Context(), store.Session{ID: id, UserID: uid, Data: data, CreatedAt: now, LastSeenAt: now}); err != nil {
+			if err := ss.st.CreateSession(r.Context(), account.Session{ID: id, UserID: uid, Data: data, CreatedAt: now, LastSeenAt: now}); err != nil {
 				return err
 			}
 			sess.ID = string(id)
@@ -272,7 +273,7 @@ func encodeValues(values map[any]any) ([]byte, error) {
 // sign-in is worthless after it.
 func (ss *SessionStore) renew(r *http.Request, w http.ResponseWriter, sess *sessions.Session, userID int64) error {
 	if sess.ID != "" {
-		if err := ss.st.DeleteSession(r.Context(), store.SessionID(sess.ID)); err != nil {
+		if err := ss.st.DeleteSession(r.Context(), account.SessionID(sess.ID)); err != nil {
 			return err
 		}
 	}

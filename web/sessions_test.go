@@ -8,7 +8,7 @@ import (
 	"net/url"
 	"testing"
 
-	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/templates"
 )
 
@@ -30,7 +30,7 @@ func TestSaveOfEndedSessionStartsSignedOutOne(t *testing.T) {
 		t.Fatalf("load: uid %d, %v", sessionUserID(sess), err)
 	}
 	old := sess.ID
-	if err := e.store.DeleteSession(context.Background(), store.SessionID(old)); err != nil {
+	if err := e.store.DeleteSession(context.Background(), account.SessionID(old)); err != nil {
 		t.Fatal(err)
 	}
 	addFlash(sess, templates.Flash{Kind: templates.FlashInfo, Message: "kept"})
@@ -41,7 +41,7 @@ func TestSaveOfEndedSessionStartsSignedOutOne(t *testing.T) {
 	if sess.ID != "" {
 		t.Fatal("the ended session was saved as a signed-in one")
 	}
-	if _, err := e.store.SessionByID(context.Background(), store.SessionID(old)); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.store.SessionByID(context.Background(), account.SessionID(old)); !errors.Is(err, account.ErrNotFound) {
 		t.Fatal("the ended session came back")
 	}
 	if n, _ := e.store.UserSessionCount(context.Background(), u.ID); n != 0 {

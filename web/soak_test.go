@@ -21,8 +21,8 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
+	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/capture"
-	"github.com/peekshot/peekshot/store"
 )
 
 // The soak runs in `make test` for a few seconds with a few clients, and in
@@ -402,7 +402,7 @@ func TestSoak(t *testing.T) {
 	e := newTestEnv(t, withRenderer(render), withConfig(func(c *Config) { c.RateLimit = 1_000_000 }))
 	ctx := context.Background()
 	for _, cp := range soakCoupons {
-		e.coupon(store.NewCoupon{Code: cp.code, Credits: cp.credits, MaxRedemptions: cp.max})
+		e.coupon(account.NewCoupon{Code: cp.code, Credits: cp.credits, MaxRedemptions: cp.max})
 	}
 	transport := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -555,10 +555,10 @@ func TestSoak(t *testing.T) {
 		}
 		for _, u := range users {
 			got := userOf(t, e, u.email)
-			if want := store.SignupCredits + credits[u.email]; got.Credits != want {
+			if want := account.SignupCredits + credits[u.email]; got.Credits != want {
 				t.Errorf("%s has %d credits; its requests imply %d", u.email, got.Credits, want)
 			}
-			stored := map[int64]store.APIKey{}
+			stored := map[int64]account.APIKey{}
 			keys, err := e.store.APIKeys(ctx, got.ID)
 			if err != nil {
 				t.Fatal(err)
@@ -581,8 +581,8 @@ func TestSoak(t *testing.T) {
 						t.Errorf("key %d was created but is not stored", k.id)
 					default:
 						want++
-						if s.Active != k.active || !s.ExpiresAt.IsZero() != k.rotated {
-							t.Errorf("key %d: stored active=%v rotated=%v, requests implied active=%v rotated=%v", k.id, s.Active, !s.ExpiresAt.IsZero(), k.active, k.rotated)
+						if s.Active != k.active || s.Rotated() != k.rotated {
+							t.Errorf("key %d: stored active=%v rotated=%v, requests implied active=%v rotated=%v", k.id, s.Active, s.Rotated(), k.active, k.rotated)
 						}
 						if s.RequestCount != k.uses {
 							t.Errorf("key %d counted %d requests; %d were made with it", k.id, s.RequestCount, k.uses)

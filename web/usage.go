@@ -5,18 +5,18 @@ import (
 	"sync"
 	"time"
 
-	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/account"
 )
 
 // usageRecorder counts API key usage in memory, so an authenticated request
 // performs no database write; the counts are flushed in batches.
 type usageRecorder struct {
 	mu      sync.Mutex
-	pending map[int64]store.KeyUsage
+	pending map[int64]account.KeyUsage
 }
 
 func newUsageRecorder() *usageRecorder {
-	return &usageRecorder{pending: make(map[int64]store.KeyUsage)}
+	return &usageRecorder{pending: make(map[int64]account.KeyUsage)}
 }
 
 // record notes one request made with a key.
@@ -33,13 +33,13 @@ func (u *usageRecorder) record(keyID int64, at time.Time) {
 }
 
 // take empties the pending usage.
-func (u *usageRecorder) take() []store.KeyUsage {
+func (u *usageRecorder) take() []account.KeyUsage {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if len(u.pending) == 0 {
 		return nil
 	}
-	out := make([]store.KeyUsage, 0, len(u.pending))
+	out := make([]account.KeyUsage, 0, len(u.pending))
 	for _, e := range u.pending {
 		out = append(out, e)
 	}
@@ -48,7 +48,7 @@ func (u *usageRecorder) take() []store.KeyUsage {
 }
 
 // restore puts usage back after a failed flush, so nothing is lost.
-func (u *usageRecorder) restore(batch []store.KeyUsage) {
+func (u *usageRecorder) restore(batch []account.KeyUsage) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for _, b := range batch {
@@ -64,7 +64,7 @@ func (u *usageRecorder) restore(batch []store.KeyUsage) {
 
 // overlay adds not-yet-flushed usage to keys read from the database, so the
 // API Keys tab is exact at every moment.
-func (u *usageRecorder) overlay(keys []store.APIKey) {
+func (u *usageRecorder) overlay(keys []account.APIKey) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if len(u.pending) == 0 {

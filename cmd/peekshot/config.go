@@ -15,6 +15,7 @@ import (
 type config struct {
 	Addr                string // PEEKSHOT_ADDR, default :8080
 	DB                  string // PEEKSHOT_DB, default data/peekshot.db
+	DatabaseURL         string // PEEKSHOT_DATABASE_URL: postgres://… puts everything on PostgreSQL instead
 	SessionSecret       string // PEEKSHOT_SESSION_SECRET, else kept in <data>/session.key
 	Chrome              string // PEEKSHOT_CHROME, default /usr/bin/chromium
 	AllowPrivateTargets bool   // PEEKSHOT_ALLOW_PRIVATE_TARGETS=1
@@ -27,6 +28,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
 		Addr:          or(getenv("PEEKSHOT_ADDR"), ":8080"),
 		DB:            or(getenv("PEEKSHOT_DB"), filepath.Join("data", "peekshot.db")),
+		DatabaseURL:   getenv("PEEKSHOT_DATABASE_URL"),
 		SessionSecret: getenv("PEEKSHOT_SESSION_SECRET"),
 		Chrome:        or(getenv("PEEKSHOT_CHROME"), "/usr/bin/chromium"),
 		LogFormat:     or(getenv("PEEKSHOT_LOG_FORMAT"), "text"),
@@ -46,6 +48,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.SessionSecret != "" && len(c.SessionSecret) < 32 {
 		return c, errors.New("PEEKSHOT_SESSION_SECRET must be at least 32 characters")
+	}
+	if c.DatabaseURL != "" {
+		if !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+			return c, errors.New("PEEKSHOT_DATABASE_URL must be a PostgreSQL URL, postgres://user@host:5432/database (leave it unset for the SQLite file in PEEKSHOT_DB)")
+		}
 	}
 	return c, nil
 }
@@ -80,10 +87,14 @@ func envInt(getenv func(string) string, name string, def, min, max int) (int, er
 }
 
 // sessionSecret returns the configured secret, or the one kept next to the
-// database, creating it (0600) on first start.
+// SQLite database, creating it (0600) on first start. On PostgreSQL every
+// instance must sign with the same secret, so it must be configured.
 func (c config) sessionSecret() ([]byte, error) {
 	if c.SessionSecret != "" {
 		return []byte(c.SessionSecret), nil
+	}
+	if c.DatabaseURL != "" {
+		return nil, errors.New("PEEKSHOT_SESSION_SECRET is required with PEEKSHOT_DATABASE_URL: every instance must share it (at least 32 characters; e.g. openssl rand -hex 32)")
 	}
 	path := filepath.Join(filepath.Dir(c.DB), "session.key")
 	b, err := os.ReadFile(path)

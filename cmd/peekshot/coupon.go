@@ -6,14 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
-	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/account"
 )
 
 const couponUsage = `Usage:
@@ -79,13 +77,13 @@ func couponCreate(ctx context.Context, cfg config, args []string, stdout io.Writ
 	if err != nil {
 		return fmt.Errorf("coupon create: %w", err)
 	}
-	st, err := openExisting(ctx, cfg.DB)
+	st, err := openDatabase(ctx, cfg, true)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	c, err := st.CreateCoupon(ctx, nc)
-	if errors.Is(err, store.ErrCouponExists) {
+	if errors.Is(err, account.ErrCouponExists) {
 		return fmt.Errorf("coupon create: a coupon with the code %s already exists (codes are case-insensitive); choose another code", nc.Code)
 	}
 	if err != nil {
@@ -97,14 +95,14 @@ func couponCreate(ctx context.Context, cfg config, args []string, stdout io.Writ
 
 // newCouponFromFlags checks what the operator typed, with a message naming
 // the flag for each mistake.
-func newCouponFromFlags(code, credits, maxRedemptions, expires string, now time.Time) (store.NewCoupon, error) {
-	var nc store.NewCoupon
-	nc.Code = store.NormalizeCouponCode(code)
+func newCouponFromFlags(code, credits, maxRedemptions, expires string, now time.Time) (account.NewCoupon, error) {
+	var nc account.NewCoupon
+	nc.Code = account.NormalizeCouponCode(code)
 	if nc.Code == "" {
 		return nc, errors.New("--code is required, e.g. --code WELCOME")
 	}
-	if store.CheckCouponCode(nc.Code) != nil {
-		return nc, fmt.Errorf("--code %q is not a valid code: use 1 to %d letters (A-Z), digits, '-' or '_'", code, store.MaxCouponCodeLen)
+	if account.CheckCouponCode(nc.Code) != nil {
+		return nc, fmt.Errorf("--code %q is not a valid code: use 1 to %d letters (A-Z), digits, '-' or '_'", code, account.MaxCouponCodeLen)
 	}
 	if credits == "" {
 		return nc, errors.New("--credits is required: how many credits the coupon adds, e.g. --credits 500")
@@ -113,8 +111,8 @@ func newCouponFromFlags(code, credits, maxRedemptions, expires string, now time.
 	if err != nil || n <= 0 {
 		return nc, fmt.Errorf("--credits must be a whole number greater than 0, not %q", credits)
 	}
-	if n > store.MaxCouponCredits {
-		return nc, fmt.Errorf("--credits must be at most %d, not %s", store.MaxCouponCredits, credits)
+	if n > account.MaxCouponCredits {
+		return nc, fmt.Errorf("--credits must be at most %d, not %s", account.MaxCouponCredits, credits)
 	}
 	nc.Credits = n
 	if maxRedemptions != "" {
@@ -147,7 +145,7 @@ func couponList(ctx context.Context, cfg config, args []string, stdout io.Writer
 	if flags.NArg() > 0 {
 		return fmt.Errorf("coupon list: unexpected argument %q", flags.Arg(0))
 	}
-	st, err := openExisting(ctx, cfg.DB)
+	st, err := openDatabase(ctx, cfg, true)
 	if err != nil {
 		return err
 	}
@@ -185,14 +183,14 @@ func couponDisable(ctx context.Context, cfg config, args []string, stdout io.Wri
 	if flags.NArg() != 1 {
 		return errors.New("coupon disable: give exactly one code, e.g. peekshot coupon disable WELCOME")
 	}
-	code := store.NormalizeCouponCode(flags.Arg(0))
-	st, err := openExisting(ctx, cfg.DB)
+	code := account.NormalizeCouponCode(flags.Arg(0))
+	st, err := openDatabase(ctx, cfg, true)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	c, err := st.DisableCoupon(ctx, code)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return fmt.Errorf("coupon disable: there is no coupon with the code %q (see peekshot coupon list)", code)
 	}
 	if err != nil {
@@ -203,32 +201,20 @@ func couponDisable(ctx context.Context, cfg config, args []string, stdout io.Wri
 	return nil
 }
 
-// openExisting opens the server's database, refusing to create one: a
-// mistyped PEEKSHOT_DB should be an error, not a new empty database.
-func openExisting(ctx context.Context, path string) (*store.Store, error) {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no database at %s: start the server once (peekshot serve) to create it, or set PEEKSHOT_DB to the server's database", path)
-	} else if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
-	}
-	return store.Open(ctx, path, store.Options{})
-}
-
-func couponStatus(c store.Coupon, now time.Time) string {
-	switch {
-	case !c.DisabledAt.IsZero():
+func couponStatus(c account.Coupon, now time.Time) string {
+	switch c.Status(now) {
+	case account.CouponDisabled:
 		return "disabled"
-	case !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt):
+	case account.CouponExpired:
 		return "expired"
-	case c.MaxRedemptions > 0 && c.Redemptions >= c.MaxRedemptions:
+	case account.CouponExhausted:
 		return "used up"
-	default:
-		return "active"
 	}
+	return "active"
 }
 
 // lastDay is the last day (UTC) a coupon can be redeemed.
-func lastDay(c store.Coupon) string {
+func lastDay(c account.Coupon) string {
 	return c.ExpiresAt.Add(-time.Nanosecond).UTC().Format(dateLayout)
 }
 
@@ -239,7 +225,7 @@ func creditsText(n int64) string {
 	return strconv.FormatInt(n, 10) + " credits"
 }
 
-func limitText(c store.Coupon) string {
+func limitText(c account.Coupon) string {
 	switch c.MaxRedemptions {
 	case 0:
 		return "no limit on redemptions"
@@ -249,7 +235,7 @@ func limitText(c store.Coupon) string {
 	return "up to " + strconv.FormatInt(c.MaxRedemptions, 10) + " redemptions"
 }
 
-func expiryText(c store.Coupon) string {
+func expiryText(c account.Coupon) string {
 	if c.ExpiresAt.IsZero() {
 		return "never expires"
 	}
@@ -270,7 +256,10 @@ func timesText(n int64) string {
 // new operator knows how to hand out credits.
 func firstStartHint(cfg config) string {
 	env := ""
-	if cfg.DB != filepath.Join("data", "peekshot.db") {
+	switch {
+	case cfg.DatabaseURL != "":
+		env = "PEEKSHOT_DATABASE_URL=… "
+	case cfg.DB != filepath.Join("data", "peekshot.db"):
 		env = "PEEKSHOT_DB=" + cfg.DB + " "
 	}
 	return "No coupons yet. Create one with: " + env + "bin/peekshot coupon create --code WELCOME --credits 500\n"

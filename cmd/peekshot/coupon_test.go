@@ -15,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/account"
+	"github.com/peekshot/peekshot/store/sqlite"
 )
 
 // env is a getenv for run: the variables given, nothing else.
@@ -37,10 +38,10 @@ func cli(t *testing.T, db string, args ...string) (stdout, stderr string, err er
 
 // serverDB creates a database as the server would, and keeps it open (as a
 // running server does) until the test ends.
-func serverDB(t *testing.T) (string, *store.Store) {
+func serverDB(t *testing.T) (string, *sqlite.Store) {
 	t.Helper()
 	db := filepath.Join(t.TempDir(), "data", "peekshot.db")
-	st, err := store.Open(context.Background(), db, store.Options{})
+	st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func serverDB(t *testing.T) (string, *store.Store) {
 	return db, st
 }
 
-func couponByCode(t *testing.T, st *store.Store, code string) (store.Coupon, bool) {
+func couponByCode(t *testing.T, st *sqlite.Store, code string) (account.Coupon, bool) {
 	t.Helper()
 	list, err := st.Coupons(context.Background())
 	if err != nil {
@@ -59,7 +60,7 @@ func couponByCode(t *testing.T, st *store.Store, code string) (store.Coupon, boo
 			return c, true
 		}
 	}
-	return store.Coupon{}, false
+	return account.Coupon{}, false
 }
 
 func TestCouponCreate(t *testing.T) {
@@ -98,7 +99,7 @@ func TestCouponCreate(t *testing.T) {
 		if _, _, err := cli(t, db, "create", "--code", "TODAY", "--credits", "1", "--expires", today); err != nil {
 			t.Fatal(err)
 		}
-		u, err := server.CreateUser(ctx, store.NewUser{Email: "today@example.com", PasswordHash: "h"})
+		u, err := server.CreateUser(ctx, account.NewUser{Email: "today@example.com", PasswordHash: "h"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,7 +173,7 @@ func TestCouponListAndDisable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	u, _ := server.CreateUser(ctx, store.NewUser{Email: "a@example.com", PasswordHash: "h"})
+	u, _ := server.CreateUser(ctx, account.NewUser{Email: "a@example.com", PasswordHash: "h"})
 	if _, _, err := server.RedeemCoupon(ctx, u.ID, "launch-week"); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestCouponListAndDisable(t *testing.T) {
 		if !strings.Contains(out, "Coupon WELCOME is disabled") || !strings.Contains(out, "redeemed never") {
 			t.Fatalf("output %q", out)
 		}
-		if _, _, err := server.RedeemCoupon(ctx, u.ID, "WELCOME"); !errors.Is(err, store.ErrCouponDisabled) {
+		if _, _, err := server.RedeemCoupon(ctx, u.ID, "WELCOME"); !errors.Is(err, account.ErrCouponDisabled) {
 			t.Fatalf("the running server still redeems a disabled coupon: %v", err)
 		}
 		out, _, _ = cli(t, db, "list")
@@ -297,7 +298,7 @@ func TestCouponWhileServerWrites(t *testing.T) {
 	for w := range 3 {
 		wg.Go(func() {
 			for i := 0; !stop.Load(); i++ {
-				u, err := server.CreateUser(ctx, store.NewUser{Email: fmt.Sprintf("w%d-%d@example.com", w, i), PasswordHash: "h"})
+				u, err := server.CreateUser(ctx, account.NewUser{Email: fmt.Sprintf("w%d-%d@example.com", w, i), PasswordHash: "h"})
 				if err != nil {
 					t.Error(err)
 					return

@@ -14,7 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	bt "github.com/peekshot/peekshot/internal/browsertest"
-	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/store/sqlite"
 )
 
 // syncBuffer collects what serve writes from several goroutines.
@@ -239,7 +239,7 @@ func TestBrowserRedeemCLICoupon(t *testing.T) {
 	if got := text(`[data-testid="toast"]`); !strings.Contains(got, "Your account was deleted") {
 		t.Fatalf("after deletion: %q", got)
 	}
-	st, err := store.Open(context.Background(), db, store.Options{})
+	st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	bt "github.com/peekshot/peekshot/internal/browsertest"
+	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/store/storetest"
 )
 
 // The reliability tests run the real binary, built once per test binary.
@@ -80,10 +82,49 @@ type serverProcess struct {
 
 var listeningJSON = regexp.MustCompile(`"msg":"PeekShot is listening","addr":"([^"]+)"`)
 
+// testDB is the database a test's server processes share: a SQLite file,
+// or a fresh PostgreSQL database (url).
+type testDB struct {
+	path string
+	url  string
+}
+
+// sqliteDB is a SQLite file in a temporary folder of the test.
+func sqliteDB(t *testing.T) testDB {
+	return testDB{path: filepath.Join(t.TempDir(), "data", "peekshot.db")}
+}
+
+// postgresDB is a fresh PostgreSQL database, dropped after the test.
+func postgresDB(t *testing.T) testDB { return testDB{url: storetest.FreshPostgres(t)} }
+
+// eachDB runs a process test on SQLite and on PostgreSQL.
+func eachDB(t *testing.T, test func(t *testing.T, db testDB)) {
+	t.Run("SQLite", func(t *testing.T) { test(t, sqliteDB(t)) })
+	t.Run("PostgreSQL", func(t *testing.T) { test(t, postgresDB(t)) })
+}
+
+// env is what points a server process at the database.
+func (d testDB) env() []string {
+	if d.url != "" {
+		return []string{"PEEKSHOT_DATABASE_URL=" + d.url}
+	}
+	return []string{"PEEKSHOT_DB=" + d.path}
+}
+
+// open opens the database as the test's own view of it (closed when the
+// test ends).
+func (d testDB) open(t *testing.T) store.Store {
+	t.Helper()
+	if d.url != "" {
+		return storetest.OpenPostgres(t, d.url, nil)
+	}
+	return storetest.OpenSQLite(t, d.path, nil)
+}
+
 // startProcess starts the binary on db, on a free loopback port, with its
 // temporary files (Chromium's profiles) under tmp, and waits until it
 // listens. env adds or overrides variables.
-func startProcess(t *testing.T, db, tmp string, env ...string) *serverProcess {
+func startProcess(t *testing.T, db testDB, tmp string, env ...string) *serverProcess {
 	t.Helper()
 	p := launchProcess(t, db, tmp, env...)
 	deadline := time.Now().Add(30 * time.Second)
@@ -104,15 +145,16 @@ func startProcess(t *testing.T, db, tmp string, env ...string) *serverProcess {
 }
 
 // launchProcess starts the binary without waiting for it to listen.
-func launchProcess(t *testing.T, db, tmp string, env ...string) *serverProcess {
+func launchProcess(t *testing.T, db testDB, tmp string, env ...string) *serverProcess {
 	t.Helper()
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(peekshotBinary(t), "serve")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + tmp}
+	cmd.Env = append(cmd.Env, db.env()...)
 	cmd.Env = append(cmd.Env,
-		"PEEKSHOT_DB="+db, "PEEKSHOT_ADDR=127.0.0.1:0", "PEEKSHOT_CHROME="+bt.ChromePath(),
+		"PEEKSHOT_ADDR=127.0.0.1:0", "PEEKSHOT_CHROME="+bt.ChromePath(),
 		"PEEKSHOT_ALLOW_PRIVATE_TARGETS=1", "PEEKSHOT_RATE_LIMIT=1000000", "PEEKSHOT_LOG_FORMAT=json",
 		"PEEKSHOT_SESSION_SECRET="+testSessionSecret)
 	cmd.Env = append(cmd.Env, env...)
@@ -199,8 +241,8 @@ func noChromiumLeft(t *testing.T, tmp string) {
 	}
 }
 
-// account is a signed-up user driving the dashboard with its session.
-type account struct {
+// webUser is a signed-up user driving the dashboard with its session.
+type webUser struct {
 	email, password string
 	jar             http.CookieJar
 	csrf            string
@@ -211,16 +253,16 @@ type account struct {
 var csrfMeta = regexp.MustCompile(`<meta name="csrf-token" content="([^"]+)"`)
 
 // client is an HTTP client for one account against one server process.
-func (a *account) client(tr http.RoundTripper) *http.Client {
+func (a *webUser) client(tr http.RoundTripper) *http.Client {
 	return &http.Client{Jar: a.jar, Transport: tr, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // signUpAccount creates an account through the real form.
-func signUpAccount(t *testing.T, base, email string) *account {
+func signUpAccount(t *testing.T, base, email string) *webUser {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
-	a := &account{email: email, password: "correct horse battery " + email, jar: jar}
+	a := &webUser{email: email, password: "correct horse battery " + email, jar: jar}
 	c := a.client(http.DefaultTransport)
 	res, body := mustDo(t, c, "GET", base+"/signup", nil, nil)
 	if res.StatusCode != http.StatusOK {

@@ -78,10 +78,13 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, cfg.DB, store.Options{})
+	db, err := openDatabase(ctx, cfg, false)
 	if err != nil {
 		return err
 	}
+	// The API's hot path reads keys through the cache, which every change
+	// committed by any instance empties of what it changed.
+	st := store.NewCached(db, nil)
 	defer st.Close()
 
 	renderer, err := capture.New(ctx, capture.Config{
@@ -115,8 +118,8 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("PeekShot is listening", "addr", ln.Addr().String(), "url", openURL(ln.Addr()), "db", cfg.DB)
-	if st.Created() {
+	log.Info("PeekShot is listening", "addr", ln.Addr().String(), "url", openURL(ln.Addr()), "db", db.where)
+	if db.created {
 		fmt.Fprint(stdout, firstStartHint(cfg))
 	}
 	served := make(chan error, 1)

@@ -19,7 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peekshot/peekshot/store"
+	"github.com/peekshot/peekshot/account"
+	"github.com/peekshot/peekshot/store/sqlite"
 )
 
 // TestGracefulShutdown sends SIGTERM to the real binary while renders are in
@@ -56,7 +57,7 @@ func TestGracefulShutdown(t *testing.T) {
 	defer func() { close(release); pages.Close() }()
 
 	dir := t.TempDir()
-	db := filepath.Join(dir, "data", "peekshot.db")
+	db := testDB{path: filepath.Join(dir, "data", "peekshot.db")}
 	tmp := filepath.Join(dir, "tmp")
 	p := startProcess(t, db, tmp, "PEEKSHOT_RENDER_CONCURRENCY=4")
 	a := signUpAccount(t, p.base, "shutdown@example.com")
@@ -163,10 +164,10 @@ func TestGracefulShutdown(t *testing.T) {
 	noChromiumLeft(t, tmp)
 
 	// Closed cleanly: the WAL was checkpointed into the database and removed.
-	if fi, err := os.Stat(db + "-wal"); err == nil && fi.Size() > 0 {
+	if fi, err := os.Stat(db.path + "-wal"); err == nil && fi.Size() > 0 {
 		t.Errorf("the WAL holds %d bytes after a clean stop", fi.Size())
 	}
-	raw, err := sql.Open("sqlite3", "file:"+db+"?mode=ro")
+	raw, err := sql.Open("sqlite3", "file:"+db.path+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +176,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("integrity_check: %q %v", check, err)
 	}
 	raw.Close()
-	st, err := store.Open(context.Background(), db, store.Options{})
+	st, err := sqlite.Open(context.Background(), db.path, sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.Credits != store.SignupCredits-slow {
+	if u.Credits != account.SignupCredits-slow {
 		t.Errorf("balance %d after %d answered renders", u.Credits, slow)
 	}
 	if bad, _ := st.LedgerMismatches(context.Background()); len(bad) > 0 {

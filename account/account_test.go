@@ -1,0 +1,100 @@
+package account
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestAPIKeyStatus(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	hour := time.Hour
+	for _, tc := range []struct {
+		name     string
+		key      APIKey
+		want     KeyStatus
+		works    bool
+		activate error
+		rotate   error
+	}{
+		{"Active", APIKey{Active: true}, KeyActive, true, nil, nil},
+		{"Inactive", APIKey{Active: false}, KeyInactive, false, nil, nil},
+		{"ExpiresLater", APIKey{Active: true, ExpiresAt: now.Add(hour)}, KeyActive, true, nil, nil},
+		{"ExpiredAtTheInstant", APIKey{Active: true, ExpiresAt: now}, KeyExpired, false, ErrKeyExpired, ErrKeyExpired},
+		{"ExpiredBeatsInactive", APIKey{Active: false, ExpiresAt: now.Add(-hour)}, KeyExpired, false, ErrKeyExpired, ErrKeyExpired},
+		{"Retiring", APIKey{Active: true, RotatedAt: now.Add(-hour), RetiresAt: now.Add(hour)}, KeyRetiring, true, nil, ErrAlreadyRotated},
+		{"RetiringDeactivated", APIKey{Active: false, RotatedAt: now.Add(-hour), RetiresAt: now.Add(hour)}, KeyInactive, false, nil, ErrAlreadyRotated},
+		{"Retired", APIKey{Active: true, RotatedAt: now.Add(-2 * hour), RetiresAt: now.Add(-hour)}, KeyExpired, false, ErrKeyExpired, ErrKeyExpired},
+		{"RotatedNow", APIKey{Active: true, RotatedAt: now, RetiresAt: now}, KeyExpired, false, ErrKeyExpired, ErrKeyExpired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.key.Status(now); got != tc.want {
+				t.Fatalf("Status = %v, want %v", got, tc.want)
+			}
+			if got := tc.key.Works(now); got != tc.works {
+				t.Fatalf("Works = %v", got)
+			}
+			if got := tc.key.Live(now); got != (tc.want != KeyExpired) {
+				t.Fatalf("Live = %v", got)
+			}
+			if err := tc.key.CanActivate(now); !errors.Is(err, tc.activate) {
+				t.Fatalf("CanActivate = %v, want %v", err, tc.activate)
+			}
+			if err := tc.key.CanRotate(now); !errors.Is(err, tc.rotate) {
+				t.Fatalf("CanRotate = %v, want %v", err, tc.rotate)
+			}
+		})
+	}
+	keys := []APIKey{{Active: true}, {Active: false}, {ExpiresAt: now}, {RetiresAt: now.Add(hour)}}
+	if n := LiveKeys(keys, now); n != 3 {
+		t.Fatalf("LiveKeys = %d, want 3", n)
+	}
+}
+
+func TestCouponStatus(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		coupon Coupon
+		want   CouponStatus
+		err    error
+	}{
+		{"Active", Coupon{}, CouponActive, nil},
+		{"BeforeExpiry", Coupon{ExpiresAt: now.Add(time.Second)}, CouponActive, nil},
+		{"ExpiredAtTheInstant", Coupon{ExpiresAt: now}, CouponExpired, ErrCouponExpired},
+		{"Disabled", Coupon{DisabledAt: now.Add(-time.Hour)}, CouponDisabled, ErrCouponDisabled},
+		{"DisabledBeatsExpired", Coupon{DisabledAt: now, ExpiresAt: now}, CouponDisabled, ErrCouponDisabled},
+		{"Exhausted", Coupon{MaxRedemptions: 2, Redemptions: 2}, CouponExhausted, ErrCouponExhausted},
+		{"RoomLeft", Coupon{MaxRedemptions: 2, Redemptions: 1}, CouponActive, nil},
+		{"Unlimited", Coupon{Redemptions: 1_000_000}, CouponActive, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.coupon.Status(now); got != tc.want {
+				t.Fatalf("Status = %v, want %v", got, tc.want)
+			}
+			if err := tc.coupon.CanRedeem(now); !errors.Is(err, tc.err) {
+				t.Fatalf("CanRedeem = %v, want %v", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestNewCouponCheck(t *testing.T) {
+	for name, nc := range map[string]NewCoupon{
+		"EmptyCode":    {Code: " ", Credits: 1},
+		"SpaceInCode":  {Code: "TWO WORDS", Credits: 1},
+		"ZeroCredits":  {Code: "ZERO"},
+		"HugeCredits":  {Code: "HUGE", Credits: MaxCouponCredits + 1},
+		"NegativeMax":  {Code: "MAX", Credits: 1, MaxRedemptions: -1},
+		"NonASCIICode": {Code: "CAFÉ", Credits: 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := nc.Check(); !errors.Is(err, ErrCouponInvalid) {
+				t.Fatalf("Check = %v", err)
+			}
+		})
+	}
+	if err := (NewCoupon{Code: " welcome-50 ", Credits: 50}).Check(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,123 @@
+package account
+
+import (
+	"time"
+
+	"github.com/peekshot/peekshot/apikey"
+)
+
+// MaxAPIKeys is how many live (not expired) keys one user may hold.
+const MaxAPIKeys = 50
+
+// APIKey is a stored key: never the key itself, only its hash (kept by the
+// store) and the parts needed to recognise it.
+type APIKey struct {
+	ID     int64
+	UserID int64
+	Label  string
+	Prefix string // "psk_" + first four characters
+	Last4  string
+	Active bool
+	// ExpiresAt is the expiry the owner chose; zero means never.
+	ExpiresAt time.Time
+	CreatedAt time.Time
+	// A rotated key was replaced by ReplacedBy at RotatedAt and keeps
+	// working until RetiresAt: its retirement, which is not an expiry the
+	// owner chose. Every rotated key has a retirement time; all three are
+	// zero for a key never rotated.
+	RotatedAt  time.Time
+	RetiresAt  time.Time
+	ReplacedBy int64
+	// Usage, as last flushed by the servers.
+	LastUsedAt   time.Time // zero if never used
+	RequestCount int64
+}
+
+// Masked is the key as lists show it, e.g. "psk_7Gq2…x9Lb".
+func (k APIKey) Masked() string { return apikey.Mask(k.Prefix, k.Last4) }
+
+// KeyStatus is what a key's status badge says and what the API does with it.
+type KeyStatus int
+
+// Key statuses.
+const (
+	// KeyActive works.
+	KeyActive KeyStatus = iota
+	// KeyInactive is deactivated: refused until activated again.
+	KeyInactive
+	// KeyRetiring was rotated and works until its retirement.
+	KeyRetiring
+	// KeyExpired is past its expiry or its retirement: refused for good.
+	KeyExpired
+)
+
+// Status is the key's state at now. Expiry and retirement win over
+// deactivation: an expired key can never work again.
+func (k APIKey) Status(now time.Time) KeyStatus {
+	switch {
+	case passed(k.ExpiresAt, now) || passed(k.RetiresAt, now):
+		return KeyExpired
+	case !k.Active:
+		return KeyInactive
+	case k.Rotated():
+		return KeyRetiring
+	default:
+		return KeyActive
+	}
+}
+
+// passed reports whether a deadline is set and now is at or after it.
+func passed(deadline, now time.Time) bool { return !deadline.IsZero() && !now.Before(deadline) }
+
+// Rotated reports whether the key has been replaced by a rotation.
+func (k APIKey) Rotated() bool { return !k.RetiresAt.IsZero() }
+
+// Works reports whether the API accepts the key at now.
+func (k APIKey) Works(now time.Time) bool {
+	s := k.Status(now)
+	return s == KeyActive || s == KeyRetiring
+}
+
+// Live reports whether the key counts towards MaxAPIKeys: every key that
+// has not expired.
+func (k APIKey) Live(now time.Time) bool { return k.Status(now) != KeyExpired }
+
+// CanActivate says whether the key may be turned back on: an expired key
+// cannot.
+func (k APIKey) CanActivate(now time.Time) error {
+	if k.Status(now) == KeyExpired {
+		return ErrKeyExpired
+	}
+	return nil
+}
+
+// CanRotate says whether the key may be replaced: not once expired, and
+// not twice.
+func (k APIKey) CanRotate(now time.Time) error {
+	switch {
+	case k.Status(now) == KeyExpired:
+		return ErrKeyExpired
+	case k.Rotated():
+		return ErrAlreadyRotated
+	}
+	return nil
+}
+
+// LiveKeys counts the keys that count towards MaxAPIKeys.
+func LiveKeys(keys []APIKey, now time.Time) int {
+	n := 0
+	for _, k := range keys {
+		if k.Live(now) {
+			n++
+		}
+	}
+	return n
+}
+
+// NewAPIKey is a freshly generated key to store; the plaintext goes no
+// further than the store, which keeps only its hash.
+type NewAPIKey struct {
+	UserID int64
+	Label  string
+	Key    string
+}

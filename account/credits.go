@@ -1,0 +1,46 @@
+package account
+
+import "time"
+
+// LedgerEntry is one change of a balance: every change (sign-up grant,
+// coupon, render) is one, written with the change, so a balance always
+// equals the sum of its ledger.
+type LedgerEntry struct {
+	ID        int64
+	Delta     int64
+	Reason    string // signup, coupon, render
+	CreatedAt time.Time
+}
+
+// ReservationTTL is how long a credit stays reserved for a render that is
+// neither charged nor released: longer than any render may take (30 s, its
+// queue included), so only a reservation whose server died mid-render ever
+// runs out.
+const ReservationTTL = 40 * time.Second
+
+// Reservation is one credit set aside for a render that has been admitted
+// and not yet charged or released. Reservations hold across server
+// instances: a balance of N admits at most N renders at once, however many
+// servers share it.
+type Reservation struct {
+	ID        int64
+	UserID    int64
+	KeyID     int64
+	ExpiresAt time.Time
+}
+
+// RenderAdmission is what admitting one render is checked against.
+type RenderAdmission struct {
+	UserID int64
+	KeyID  int64
+	// RatePerMinute is the key's render limit per minute (> 0).
+	RatePerMinute int
+}
+
+// RateLimitedError refuses a render over its key's rate limit.
+type RateLimitedError struct {
+	PerMinute  int
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitedError) Error() string { return "rate limited" }

@@ -1,0 +1,253 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/peekshot/peekshot/account"
+	"github.com/peekshot/peekshot/apikey"
+	"github.com/peekshot/peekshot/store"
+)
+
+func changeOfKey(k account.APIKey) store.Change { return store.Change{KeyID: k.ID, UserID: k.UserID} }
+
+func changeOfUser(userID int64) store.Change { return store.Change{UserID: userID} }
+
+const apiKeyColumns = `id, user_id, label, prefix, last4, active, created_at, expires_at, rotated_at, retires_at, replaced_by, last_used_at, request_count`
+
+func scanAPIKey(row interface{ Scan(...any) error }) (account.APIKey, error) {
+	var k account.APIKey
+	var created int64
+	var expires, rotated, retires, replaced, used sql.NullInt64
+	err := row.Scan(&k.ID, &k.UserID, &k.Label, &k.Prefix, &k.Last4, &k.Active, &created,
+		&expires, &rotated, &retires, &replaced, &used, &k.RequestCount)
+	if err != nil {
+		return account.APIKey{}, noRows(err)
+	}
+	k.CreatedAt = time.Unix(created, 0)
+	k.ExpiresAt, k.RotatedAt, k.RetiresAt = unix(expires), unix(rotated), unix(retires)
+	k.LastUsedAt, k.ReplacedBy = unix(used), replaced.Int64
+	return k, nil
+}
+
+// CreateAPIKey stores a new key for its user, refusing the one past
+// MaxAPIKeys live keys.
+func (db *DB) CreateAPIKey(ctx context.Context, nk account.NewAPIKey) (account.APIKey, error) {
+	var k account.APIKey
+	err := db.inTx(ctx, "create API key", func(t *tx) error {
+		if err := t.lockUser(nk.UserID); err != nil {
+			return err
+		}
+		var err error
+		k, err = insertAPIKey(t, nk)
+		return err
+	})
+	return k, err
+}
+
+// insertAPIKey adds a key under the user's limit of live keys; the caller
+// holds the user's lock.
+func insertAPIKey(t *tx, nk account.NewAPIKey) (account.APIKey, error) {
+	keys, err := userKeys(t, nk.UserID)
+	if err != nil {
+		return account.APIKey{}, err
+	}
+	if account.LiveKeys(keys, t.now) >= account.MaxAPIKeys {
+		return account.APIKey{}, account.ErrKeyLimit
+	}
+	hash := apikey.HashOf(nk.Key)
+	k := account.APIKey{
+		UserID: nk.UserID, Label: nk.Label, Active: true, CreatedAt: time.Unix(t.now.Unix(), 0),
+		Prefix: apikey.DisplayPrefix(nk.Key), Last4: apikey.Last4(nk.Key),
+	}
+	if k.ID, err = t.db.d.NextAPIKeyID(t.ctx, t.Tx); err != nil {
+		return account.APIKey{}, err
+	}
+	_, err = t.exec(`INSERT INTO api_keys (id, user_id, label, key_hash, prefix, last4, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.UserID, k.Label, hash[:], k.Prefix, k.Last4, true, t.now.Unix())
+	return k, err
+}
+
+// userKeys loads every key of a user inside t, newest first.
+func userKeys(t *tx, userID int64) ([]account.APIKey, error) {
+	rows, err := t.rows(`SELECT `+apiKeyColumns+` FROM api_keys WHERE user_id = ? ORDER BY id DESC`, userID)
+	if err != nil {
+		return nil, err
+	}
+	return scanAPIKeys(rows)
+}
+
+func scanAPIKeys(rows interface {
+	Next() bool
+	Scan(...any) error
+	Err() error
+	Close() error
+}) ([]account.APIKey, error) {
+	defer rows.Close()
+	keys := make([]account.APIKey, 0, 8)
+	for rows.Next() {
+		k, err := scanAPIKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
+}
+
+// APIKeys lists a user's keys, newest first, in one query.
+func (db *DB) APIKeys(ctx context.Context, userID int64) ([]account.APIKey, error) {
+	rows, err := db.rows(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE user_id = ? ORDER BY id DESC`, userID)
+	if err != nil {
+		return nil, db.fail("list API keys", err)
+	}
+	keys, err := scanAPIKeys(rows)
+	if err != nil {
+		return nil, db.fail("list API keys", err)
+	}
+	return keys, nil
+}
+
+// APIKey returns one of the user's keys; another user's key is ErrNotFound.
+func (db *DB) APIKey(ctx context.Context, userID, keyID int64) (account.APIKey, error) {
+	k, err := scanAPIKey(db.row(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE id = ? AND user_id = ?`, keyID, userID))
+	if err != nil {
+		return account.APIKey{}, db.fail("API key", err)
+	}
+	return k, nil
+}
+
+// ownKey loads one of the user's keys inside t.
+func ownKey(t *tx, userID, keyID int64) (account.APIKey, error) {
+	return scanAPIKey(t.row(`SELECT `+apiKeyColumns+` FROM api_keys WHERE id = ? AND user_id = ?`, keyID, userID))
+}
+
+// APIKeyByHash finds a key by the SHA-256 of the whole key, for API
+// authentication. It reads only what authentication and /api/v1/me need
+// (no usage, creation time or rotation link), from an index that holds
+// them all, so the table itself is not read.
+func (db *DB) APIKeyByHash(ctx context.Context, hash apikey.Hash) (account.APIKey, error) {
+	var k account.APIKey
+	var expires, retires sql.NullInt64
+	err := db.row(ctx, `SELECT id, user_id, label, prefix, last4, active, expires_at, retires_at FROM `+db.d.APIKeyByHashFrom()+` WHERE key_hash = ?`, hash[:]).
+		Scan(&k.ID, &k.UserID, &k.Label, &k.Prefix, &k.Last4, &k.Active, &expires, &retires)
+	if err != nil {
+		return account.APIKey{}, db.fail("API key by hash", noRows(err))
+	}
+	k.ExpiresAt, k.RetiresAt = unix(expires), unix(retires)
+	return k, nil
+}
+
+// SetAPIKeyActive deactivates or reactivates one of the user's keys and
+// returns it as it now is. An expired key cannot be reactivated.
+func (db *DB) SetAPIKeyActive(ctx context.Context, userID, keyID int64, active bool) (account.APIKey, error) {
+	var k account.APIKey
+	err := db.inTx(ctx, "set API key active", func(t *tx) error {
+		var err error
+		if k, err = ownKey(t, userID, keyID); err != nil {
+			return err
+		}
+		if active {
+			if err := k.CanActivate(t.now); err != nil {
+				return err
+			}
+		}
+		if _, err := t.exec(`UPDATE api_keys SET active = ? WHERE id = ?`, active, keyID); err != nil {
+			return err
+		}
+		k.Active = active
+		return t.notify(changeOfKey(k))
+	})
+	return k, err
+}
+
+// RotateAPIKey replaces one of the user's keys with next (same label): the
+// old key keeps working for grace, then retires and is refused as
+// expired. A key that was already rotated or has expired cannot be
+// rotated. It returns the old key as it now is and the new key.
+func (db *DB) RotateAPIKey(ctx context.Context, userID, keyID int64, next string, grace time.Duration) (old, replacement account.APIKey, err error) {
+	err = db.inTx(ctx, "rotate API key", func(t *tx) error {
+		if err := t.lockUser(userID); err != nil {
+			return err
+		}
+		k, err := ownKey(t, userID, keyID)
+		if err != nil {
+			return err
+		}
+		if err := k.CanRotate(t.now); err != nil {
+			return err
+		}
+		now := t.now.Unix()
+		retires := now + int64(grace/time.Second)
+		// Retire the old key first so that, with grace "now", the
+		// replacement takes its place under the key limit.
+		if _, err := t.exec(`UPDATE api_keys SET rotated_at = ?, retires_at = ? WHERE id = ?`, now, retires, keyID); err != nil {
+			return err
+		}
+		replacement, err = insertAPIKey(t, account.NewAPIKey{UserID: userID, Label: k.Label, Key: next})
+		if err != nil {
+			return err
+		}
+		if _, err := t.exec(`UPDATE api_keys SET replaced_by = ? WHERE id = ?`, replacement.ID, keyID); err != nil {
+			return err
+		}
+		old = k
+		old.RotatedAt, old.RetiresAt, old.ReplacedBy = time.Unix(now, 0), time.Unix(retires, 0), replacement.ID
+		return t.notify(changeOfKey(k))
+	})
+	if err != nil {
+		return account.APIKey{}, account.APIKey{}, err
+	}
+	return old, replacement, nil
+}
+
+// DeleteAPIKey removes one of the user's keys for good.
+func (db *DB) DeleteAPIKey(ctx context.Context, userID, keyID int64) error {
+	return db.inTx(ctx, "delete API key", func(t *tx) error {
+		if err := expectOne(t.exec(`DELETE FROM api_keys WHERE id = ? AND user_id = ?`, keyID, userID)); err != nil {
+			return err
+		}
+		return t.notify(store.Change{KeyID: keyID, UserID: userID})
+	})
+}
+
+// RecordAPIKeyUsage adds usage counted by one server to many keys in one
+// transaction: additions, so servers never overwrite each other's counts.
+// Keys deleted meanwhile are skipped.
+func (db *DB) RecordAPIKeyUsage(ctx context.Context, usage []account.KeyUsage) error {
+	if len(usage) == 0 {
+		return nil
+	}
+	return db.inTx(ctx, "record API key usage", func(t *tx) error {
+		stmt, err := t.PrepareContext(ctx, db.q(`UPDATE api_keys
+			SET request_count = request_count + ?, last_used_at = `+db.d.Greatest()+`(coalesce(last_used_at, 0), ?)
+			WHERE id = ?`))
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, u := range usage {
+			if _, err := stmt.ExecContext(ctx, u.Requests, u.LastUsed.Unix(), u.KeyID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// CountActiveAPIKeys counts a user's keys that work right now.
+func (db *DB) CountActiveAPIKeys(ctx context.Context, userID int64) (int, error) {
+	keys, err := db.APIKeys(ctx, userID)
+	if err != nil {
+		return 0, err
+	}
+	now := db.now()
+	n := 0
+	for _, k := range keys {
+		if k.Works(now) {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,203 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/peekshot/peekshot/account"
+)
+
+// ledgerEntry says why a balance changed.
+type ledgerEntry struct {
+	reason   string // signup, coupon, render
+	couponID int64
+	apiKeyID int64
+}
+
+// addCredits changes a balance by delta and records the change in the
+// ledger, inside t, and returns the new balance. A change that would take
+// the balance below zero changes nothing: ErrInsufficientCredits.
+func addCredits(t *tx, userID, delta int64, e ledgerEntry) (int64, error) {
+	var balance int64
+	err := t.row(`UPDATE users SET credits = credits + ? WHERE id = ? AND credits + ? >= 0 RETURNING credits`,
+		delta, userID, delta).Scan(&balance)
+	if errors.Is(noRows(err), errNotFound) {
+		var exists int
+		if err := t.row(`SELECT count(*) FROM users WHERE id = ?`, userID).Scan(&exists); err != nil {
+			return 0, err
+		}
+		if exists == 1 {
+			return 0, account.ErrInsufficientCredits
+		}
+		return 0, errNotFound
+	}
+	if err != nil {
+		return 0, err
+	}
+	// A key deleted while its render ran is no longer there to point at.
+	_, err = t.exec(`INSERT INTO credit_ledger (user_id, delta, reason, coupon_id, api_key_id, created_at)
+		VALUES (?, ?, ?, ?, (SELECT id FROM api_keys WHERE id = ?), ?)`,
+		userID, delta, e.reason, nullID(e.couponID), e.apiKeyID, t.now.Unix())
+	return balance, err
+}
+
+// AdmitRender admits one render: a token of the key's rate limit (GCRA:
+// one conditional upsert, so every server shares the limit), then a credit
+// of the balance that no other admitted render has reserved. Refused
+// renders change nothing but the rate limit's count.
+func (db *DB) AdmitRender(ctx context.Context, a account.RenderAdmission) (account.Reservation, error) {
+	var r account.Reservation
+	var refused error
+	err := db.inTx(ctx, "admit render", func(t *tx) error {
+		if refused = takeRateToken(t, a.KeyID, a.RatePerMinute); refused != nil {
+			return nil
+		}
+		if err := t.lockUser(a.UserID); err != nil {
+			return err
+		}
+		var credits, reserved int64
+		if err := noRows(t.row(`SELECT credits FROM users WHERE id = ?`, a.UserID).Scan(&credits)); err != nil {
+			return err
+		}
+		if err := t.row(`SELECT count(*) FROM credit_reservations WHERE user_id = ? AND expires_at > ?`, a.UserID, t.now.Unix()).Scan(&reserved); err != nil {
+			return err
+		}
+		if credits-reserved <= 0 {
+			refused = account.ErrInsufficientCredits
+			return nil
+		}
+		r = account.Reservation{UserID: a.UserID, KeyID: a.KeyID, ExpiresAt: time.Unix(t.now.Add(account.ReservationTTL).Unix(), 0)}
+		return t.row(`INSERT INTO credit_reservations (user_id, api_key_id, created_at, expires_at) VALUES (?, ?, ?, ?) RETURNING id`,
+			a.UserID, a.KeyID, t.now.Unix(), r.ExpiresAt.Unix()).Scan(&r.ID)
+	})
+	if err != nil {
+		return account.Reservation{}, err
+	}
+	if refused != nil {
+		return account.Reservation{}, refused
+	}
+	return r, nil
+}
+
+// takeRateToken takes one request of the key's per-minute limit, with
+// bursts up to the limit, or says how long until one is free. The
+// generic cell rate algorithm keeps one number per key, the theoretical
+// arrival time of the next request (in microseconds): a request is let in
+// when that time is at most the burst allowance ahead of now, and pushes
+// it on by one emission interval.
+func takeRateToken(t *tx, keyID int64, perMinute int) error {
+	if perMinute <= 0 {
+		perMinute = 1
+	}
+	interval := int64(time.Minute/time.Microsecond) / int64(perMinute)
+	burst := interval * int64(perMinute-1)
+	now := t.now.UnixMicro()
+	res, err := t.exec(`INSERT INTO api_key_rates (api_key_id, tat) VALUES (?, ?)
+		ON CONFLICT (api_key_id) DO UPDATE SET tat = `+t.db.d.Greatest()+`(api_key_rates.tat, ?) + ?
+		WHERE api_key_rates.tat - ? <= ?`, keyID, now+interval, now, interval, burst, now)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
+	}
+	var tat int64
+	if err := t.row(`SELECT tat FROM api_key_rates WHERE api_key_id = ?`, keyID).Scan(&tat); err != nil {
+		return err
+	}
+	return &account.RateLimitedError{PerMinute: perMinute, RetryAfter: time.Duration(tat-burst-now) * time.Microsecond}
+}
+
+// ChargeRender takes the reserved credit for a successful render, with its
+// ledger row, and returns the new balance. It changes nothing and returns
+// ErrInsufficientCredits if the balance is zero after all (a reservation
+// that outlived its server's render).
+func (db *DB) ChargeRender(ctx context.Context, r account.Reservation) (int64, error) {
+	var balance int64
+	err := db.inTx(ctx, "charge render", func(t *tx) error {
+		if _, err := t.exec(`DELETE FROM credit_reservations WHERE id = ?`, r.ID); err != nil {
+			return err
+		}
+		var err error
+		if balance, err = addCredits(t, r.UserID, -1, ledgerEntry{reason: "render", apiKeyID: r.KeyID}); err != nil {
+			return err
+		}
+		return t.notify(changeOfUser(r.UserID))
+	})
+	return balance, err
+}
+
+// ReleaseRender gives back a reservation: the render failed.
+func (db *DB) ReleaseRender(ctx context.Context, r account.Reservation) error {
+	return db.inTx(ctx, "release render", func(t *tx) error {
+		_, err := t.exec(`DELETE FROM credit_reservations WHERE id = ?`, r.ID)
+		return err
+	})
+}
+
+// LiveReservations counts the reservations that have not expired.
+func (db *DB) LiveReservations(ctx context.Context) (int, error) {
+	var n int
+	if err := db.row(ctx, `SELECT count(*) FROM credit_reservations WHERE expires_at > ?`, db.now().Unix()).Scan(&n); err != nil {
+		return 0, db.fail("live reservations", err)
+	}
+	return n, nil
+}
+
+// Credits returns a user's balance.
+func (db *DB) Credits(ctx context.Context, userID int64) (int64, error) {
+	var n int64
+	if err := noRows(db.row(ctx, `SELECT credits FROM users WHERE id = ?`, userID).Scan(&n)); err != nil {
+		return 0, db.fail("credits", err)
+	}
+	return n, nil
+}
+
+// Ledger returns a user's ledger, oldest first.
+func (db *DB) Ledger(ctx context.Context, userID int64) ([]account.LedgerEntry, error) {
+	rows, err := db.rows(ctx, `SELECT id, delta, reason, created_at FROM credit_ledger WHERE user_id = ? ORDER BY id`, userID)
+	if err != nil {
+		return nil, db.fail("ledger", err)
+	}
+	defer rows.Close()
+	var out []account.LedgerEntry
+	for rows.Next() {
+		var e account.LedgerEntry
+		var at int64
+		if err := rows.Scan(&e.ID, &e.Delta, &e.Reason, &at); err != nil {
+			return nil, db.fail("ledger", err)
+		}
+		e.CreatedAt = time.Unix(at, 0)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, db.fail("ledger", err)
+	}
+	return out, nil
+}
+
+// LedgerMismatches lists users whose balance differs from their ledger
+// sum; an empty result is the invariant holding.
+func (db *DB) LedgerMismatches(ctx context.Context) ([]int64, error) {
+	rows, err := db.rows(ctx, `
+		SELECT u.id FROM users u
+		LEFT JOIN (SELECT user_id, sum(delta) AS total FROM credit_ledger GROUP BY user_id) l ON l.user_id = u.id
+		WHERE u.credits <> coalesce(l.total, 0)`)
+	if err != nil {
+		return nil, db.fail("ledger mismatches", err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, db.fail("ledger mismatches", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, db.fail("ledger mismatches", err)
+	}
+	return ids, nil
+}
