@@ -8,7 +8,6 @@ import (
 	"time"
 
 	cdpbrowser "github.com/chromedp/cdproto/browser"
-	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/peekshot/peekshot/apikey"
@@ -37,15 +36,6 @@ func TestBrowserAPIKeysFlow(t *testing.T) {
 		}); err != nil {
 			t.Fatalf("grant %s: %v", name, err)
 		}
-	}
-
-	// Count Content-Security-Policy violations on every page of the flow:
-	// the pages must work under the policy, not around it.
-	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
-		Source: `window.__cspViolations = [];
-			document.addEventListener('securitypolicyviolation', e => window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));`,
-	}); err != nil {
-		t.Fatalf("install CSP watcher: %v", err)
 	}
 
 	step("sign up",
@@ -80,6 +70,11 @@ func TestBrowserAPIKeysFlow(t *testing.T) {
 		t.Fatalf("title after switch: %q", got)
 	}
 
+	// Extensions and password managers put style attributes on inputs
+	// (style="" once a property is cleared); htmx's settle step used to copy
+	// them onto the swapped-in element with setAttribute, a CSP violation
+	// in about half the runs. The watcher of bt.NewPage fails on any.
+	eval(`(() => { for (const el of document.querySelectorAll('input[id], button[id]')) { el.style.color = 'red'; el.style.color = ''; } return ''; })()`)
 	step("create a key",
 		bt.Type(`[data-testid="key-label"]`, "Server-side app"),
 		bt.Click(`[data-testid="create-key"]`),
@@ -182,9 +177,5 @@ func TestBrowserAPIKeysFlow(t *testing.T) {
 	u, _ := e.store.UserByEmail(context.Background(), email)
 	if keys, _ := e.store.APIKeys(context.Background(), u.ID); len(keys) != 1 || keys[0].Label != "Double" {
 		t.Fatalf("a double click made %d keys", len(keys))
-	}
-
-	if v := eval(`JSON.stringify(window.__cspViolations)`); v != "[]" {
-		t.Fatalf("Content-Security-Policy violations: %s", v)
 	}
 }
