@@ -13,7 +13,7 @@ import (
 
 // config is everything the environment can set, with its defaults.
 type config struct {
-	Addr                string // PEEKSHOT_ADDR, default :8080
+	Addr                string // PEEKSHOT_ADDR, default 127.0.0.1:8080 (this machine only)
 	DB                  string // PEEKSHOT_DB, default data/peekshot.db
 	SessionSecret       string // PEEKSHOT_SESSION_SECRET, else kept in <data>/session.key
 	Chrome              string // PEEKSHOT_CHROME, default /usr/bin/chromium
@@ -25,7 +25,7 @@ type config struct {
 
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
-		Addr:          or(getenv("PEEKSHOT_ADDR"), ":8080"),
+		Addr:          or(getenv("PEEKSHOT_ADDR"), "127.0.0.1:8080"),
 		DB:            or(getenv("PEEKSHOT_DB"), filepath.Join("data", "peekshot.db")),
 		SessionSecret: getenv("PEEKSHOT_SESSION_SECRET"),
 		Chrome:        or(getenv("PEEKSHOT_CHROME"), "/usr/bin/chromium"),

@@ -31,9 +31,9 @@ database in PEEKSHOT_DB (default data/peekshot.db), also while the server runs.
 const dateLayout = "2006-01-02"
 
 // coupon runs `peekshot coupon …` on the database the server uses.
-func coupon(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
+func coupon(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("coupon: say what to do: create, list or disable (see peekshot coupon help)")
+		return errors.New("coupon: say what to do: create, list or disable (see peekshot coupon --help)")
 	}
 	switch args[0] {
 	case "create":
