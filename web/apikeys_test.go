@@ -209,7 +209,7 @@ func TestCreateAPIKey(t *testing.T) {
 			"NUL":         "nul\x00",
 			"InvalidUTF8": "bad\xffbyte",
 			// Text-direction controls: "‮evil‬ label" would show reversed.
-			"RightToLeftOverride": "\u202eevil\u202c label",
+			"RightToLeftOverride":  "\u202eevil\u202c label",
 			"LeftToRightEmbedding": "a\u202ab",
 			"Isolate":              "a\u2066b\u2069",
 			"RightToLeftMark":      "a\u200fb",
