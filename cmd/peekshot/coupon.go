@@ -198,8 +198,8 @@ func couponDisable(ctx context.Context, cfg config, args []string, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Coupon %s is disabled (since %s) and can't be redeemed any more. It was redeemed %s.\n",
-		c.Code, c.DisabledAt.UTC().Format("2006-01-02 15:04 UTC"), timesText(c.Redemptions))
+	fmt.Fprintf(stdout, "Coupon %s is disabled (since %s) and can't be redeemed any more. %s\n",
+		c.Code, c.DisabledAt.UTC().Format("2006-01-02 15:04 UTC"), redeemedText(c.Redemptions))
 	return nil
 }
 
@@ -256,14 +256,15 @@ func expiryText(c store.Coupon) string {
 	return "works through " + lastDay(c) + " (UTC)"
 }
 
-func timesText(n int64) string {
+// redeemedText says how often a coupon was redeemed, as a sentence.
+func redeemedText(n int64) string {
 	switch n {
 	case 0:
-		return "never"
+		return "Nobody had redeemed it."
 	case 1:
-		return "once"
+		return "It was redeemed once."
 	}
-	return strconv.FormatInt(n, 10) + " times"
+	return "It was redeemed " + strconv.FormatInt(n, 10) + " times."
 }
 
 // firstStartHint is what serve prints when it created the database, so a
