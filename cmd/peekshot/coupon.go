@@ -23,8 +23,12 @@ const couponUsage = `Usage:
 
 Coupons add credits to the accounts that redeem them, once per account.
 Codes are case-insensitive: 1 to 64 letters (A-Z), digits, '-' or '_'.
---expires is the last day (UTC) the coupon works. The commands work on the
-database in PEEKSHOT_DB (default data/peekshot.db), also while the server runs.
+--expires is the last day (UTC) the coupon works.
+
+The commands work on the database in PEEKSHOT_DB (default data/peekshot.db,
+relative to the current folder), also while the server runs. Give them the
+server's own PEEKSHOT_DB: on another database the server never sees the
+coupons. They warn when the only server running uses another database.
 `
 
 // dateLayout is how the operator writes and reads expiry dates.
@@ -36,15 +40,16 @@ func coupon(ctx context.Context, cfg config, args []string, stdout, stderr io.Wr
 		return errors.New("coupon: say what to do: create, list or disable (see peekshot coupon --help)")
 	}
 	switch args[0] {
+	case "create", "list", "disable":
+		warnOtherServer(stderr, cfg.DB, runningServers())
+	}
+	switch args[0] {
 	case "create":
 		return couponCreate(ctx, cfg, args[1:], stdout)
 	case "list":
 		return couponList(ctx, cfg, args[1:], stdout)
 	case "disable":
 		return couponDisable(ctx, cfg, args[1:], stdout)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, couponUsage)
-		return nil
 	}
 	return fmt.Errorf("coupon: unknown command %q: use create, list or disable", args[0])
 }
