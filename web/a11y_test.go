@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -254,4 +255,18 @@ func TestBrowserKeyboard(t *testing.T) {
 
 	tabTo(`[data-testid="logout"]`)
 	rings("Sign out (a ghost button)")
+
+	// Deleting every key, the last one too: the list becomes the empty
+	// state and focus goes to the label field.
+	for n := mustInt(t, eval(`String(document.querySelectorAll('[data-testid="key-row"]').length)`)); n > 0; n-- {
+		step("delete the first row",
+			bt.Click(`[data-testid="key-row"] [data-testid="key-more"]`),
+			bt.Click(`details[data-menu][open] [data-testid="key-delete"]`),
+			bt.WaitVisible(`[data-testid="confirm-dialog"]`),
+			chromedp.Focus(`#confirm-ok`, bt.CSS(`#confirm-ok`)),
+			chromedp.KeyEvent(kb.Enter),
+			bt.Until(`document.querySelectorAll('[data-testid="key-row"]').length === `+strconv.Itoa(n-1)),
+		)
+	}
+	step("empty", bt.WaitVisible(`[data-testid="keys-empty"]`), bt.Until(`document.activeElement.id === 'key-label'`))
 }
