@@ -224,22 +224,22 @@ func ProfilePanel(p ProfileProps) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = field("current_password", "Current password", "password", "", "current-password", p.Password.Fields, p.Password.Fields["current_password"] != "").Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = field("current_password", "Current password", "password", "", "current-password", "", p.Password.Fields, p.Password.Fields["current_password"] != "").Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = field("new_password", "New password", "password", "", "new-password", p.Password.Fields, p.Password.Fields["current_password"] == "" && p.Password.Fields["new_password"] != "").Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = field("new_password", "New password", "password", "", "new-password", passwordHint, p.Password.Fields, p.Password.Fields["current_password"] == "" && p.Password.Fields["new_password"] != "").Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 19, "<p class=\"hint\">At least 8 characters.</p><div><button type=\"submit\" class=\"btn\" data-testid=\"password-submit\"><span>Change password</span> <span class=\"spinner htmx-indicator\" aria-hidden=\"true\"></span></button></div></form></div><div class=\"card danger-zone\" data-testid=\"danger-zone\"><h2 class=\"card-title\">Delete account</h2><p class=\"card-sub\">Deletes your account with its API keys, its ")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 19, "<div><button type=\"submit\" class=\"btn\" data-testid=\"password-submit\"><span>Change password</span> <span class=\"spinner htmx-indicator\" aria-hidden=\"true\"></span></button></div></form></div><div class=\"card danger-zone\" data-testid=\"danger-zone\"><h2 class=\"card-title\">Delete account</h2><p class=\"card-sub\">Deletes your account with its API keys, its ")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var13 string
 		templ_7745c5c3_Var13, templ_7745c5c3_Err = templ.JoinStringErrs(CreditsText(p.User.Credits))
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/profile.templ`, Line: 103, Col: 77}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/profile.templ`, Line: 102, Col: 77}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var13))
 		if templ_7745c5c3_Err != nil {
@@ -252,7 +252,7 @@ func ProfilePanel(p ProfileProps) templ.Component {
 		var templ_7745c5c3_Var14 string
 		templ_7745c5c3_Var14, templ_7745c5c3_Err = templruntime.NewAttributeExpression(deleteAccountWarning(p)).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/profile.templ`, Line: 116, Col: 47}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/profile.templ`, Line: 115, Col: 47}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var14)
 		if templ_7745c5c3_Err != nil {
@@ -324,7 +324,7 @@ func ProfilePanel(p ProfileProps) templ.Component {
 			var templ_7745c5c3_Var17 string
 			templ_7745c5c3_Var17, templ_7745c5c3_Err = templ.JoinStringErrs(p.Delete.Error)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/profile.templ`, Line: 137, Col: 101}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/profile.templ`, Line: 136, Col: 101}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var17))
 			if templ_7745c5c3_Err != nil {

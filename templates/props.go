@@ -89,6 +89,9 @@ type APIKeysProps struct {
 	Reveal  *Reveal
 	Create  CreateKeyForm
 	BaseURL string // where the API answers, for the curl example
+	// KeepReveal is the key whose revealed value a refreshed list leaves
+	// where it is on the page (the server no longer has the value).
+	KeepReveal int64
 }
 
 // AtLimit reports whether no further key can be created.
@@ -150,6 +153,8 @@ func endedAt(k account.APIKey) time.Time {
 }
 
 func keyRowID(id int64) string { return "key-" + strconv.FormatInt(id, 10) }
+
+func revealRowID(id int64) string { return keyRowID(id) + "-reveal" }
 
 func keyURL(id int64, action string) string {
 	u := "/account/api-keys/" + strconv.FormatInt(id, 10)

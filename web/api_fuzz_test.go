@@ -100,6 +100,7 @@ func FuzzFormText(f *testing.F) {
 	}
 	f.Add(" Ada Lovelace ", 100)
 	f.Add("\u00a0x\u00a0", 3)
+	f.Add("\u202eevil\u202c label", 64)
 	f.Fuzz(func(t *testing.T, value string, max int) {
 		if max < 0 || max > 1000 {
 			return
@@ -115,7 +116,7 @@ func FuzzFormText(f *testing.F) {
 			t.Fatalf("accepted %q as %q (max %d)", value, got, max)
 		}
 		for _, r := range got {
-			if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || bidiControl(r) {
 				t.Fatalf("accepted a control character in %q", got)
 			}
 		}

@@ -17,6 +17,9 @@ import (
 var graces = map[string]time.Duration{"now": 0, "1h": time.Hour, "24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour}
 
 func (s *Server) handleAPIKeys(c echo.Context) error {
+	if c.QueryParam("part") == "list" && wantsPartial(c) {
+		return s.renderKeyList(c)
+	}
 	var reveal *templates.Reveal
 	pr, err := s.takeReveal(c)
 	if err != nil {
@@ -28,6 +31,21 @@ func (s *Server) handleAPIKeys(c echo.Context) error {
 		}
 	}
 	return s.renderAPIKeys(c, http.StatusOK, reveal, templates.CreateKeyForm{})
+}
+
+// renderKeyList answers the list's refresh when the tab comes back into
+// view (usage moved while the person was away, or another tab changed the
+// keys). keep is the key whose value the page still shows: its row is kept
+// where it is, since the value itself is gone from the server.
+func (s *Server) renderKeyList(c echo.Context) error {
+	props, err := s.apiKeysProps(c, nil, templates.CreateKeyForm{})
+	if err != nil {
+		return err
+	}
+	if keep, err := strconv.ParseInt(c.QueryParam("keep"), 10, 64); err == nil {
+		props.KeepReveal = keep
+	}
+	return s.render(c, http.StatusOK, templates.KeyList(props))
 }
 
 // revealFor describes a just-created key, and the key it replaced.
@@ -294,16 +312,22 @@ func (s *Server) handleDeleteAPIKey(c echo.Context) error {
 		return s.redirectWithFlash(c, "/account/api-keys", templates.FlashSuccess, msg)
 	}
 	done := templates.Flash{Kind: templates.FlashSuccess, Message: msg}
-	keys, err := s.store.APIKeys(c.Request().Context(), u.ID)
+	props, err := s.apiKeysProps(c, nil, templates.CreateKeyForm{})
 	if err != nil {
 		return err
 	}
-	if len(keys) == 0 {
+	if len(props.Keys) == 0 {
 		// The last key went: the list becomes the empty state.
 		retarget(c, "#api-keys-list", "innerHTML")
 		return s.render(c, http.StatusOK, templates.KeysEmptyUpdate(done))
 	}
-	return s.render(c, http.StatusOK, templates.Toasts(done))
+	// The button removes the row itself (hx-swap="delete"), whichever row
+	// it is; the answer takes away what else showed the key and turns
+	// Create back on if this delete brought the account under the limit.
+	before := props
+	before.Keys = append([]account.APIKey{k}, props.Keys...)
+	underLimit := before.AtLimit() && !props.AtLimit()
+	return s.render(c, http.StatusOK, templates.KeyDeletedUpdate(props, k.ID, underLimit, done))
 }
 
 // displayable echoes typed text back into a form only when it is valid text.

@@ -195,13 +195,23 @@ func TestCreateAPIKey(t *testing.T) {
 			"Newline":     "two\nlines",
 			"NUL":         "nul\x00",
 			"InvalidUTF8": "bad\xffbyte",
+			// Text-direction controls: "‮evil‬ label" would show reversed.
+			"RightToLeftOverride":  "\u202eevil\u202c label",
+			"LeftToRightEmbedding": "a\u202ab",
+			"Isolate":              "a\u2066b\u2069",
+			"RightToLeftMark":      "a\u200fb",
+			"ArabicLetterMark":     "a\u061cb",
 		} {
 			t.Run(name, func(t *testing.T) {
 				before := len(userKeys(t, e, email))
 				r := b.htmx(http.MethodPost, "/account/api-keys", url.Values{"label": {label}})
 				expectStatus(t, r, http.StatusUnprocessableEntity)
-				if msg := r.doc(t).Find(`[data-testid="create-key-error"]`).Text(); msg == "" {
+				msg := r.doc(t).Find(`[data-testid="create-key-error"]`).Text()
+				if msg == "" {
 					t.Fatal("no error message")
+				}
+				if strings.ContainsFunc(label, bidiControl) && !strings.Contains(msg, "text-direction") {
+					t.Fatalf("message %q doesn't say why", msg)
 				}
 				if keyPattern.MatchString(r.body) {
 					t.Fatal("a key was revealed")

@@ -77,6 +77,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 }
 
 func (s *Server) renderErrorPage(c echo.Context, he *httpError) error {
+	if session(c) == nil {
+		// An address no route knows never ran the session middleware; a
+		// signed-in person still gets the page inside the app frame. This
+		// only reads the session.
+		_ = s.loadSession(func(echo.Context) error { return nil })(c)
+	}
 	p := templates.Page{Title: he.Title}
 	if sess := session(c); sess != nil && !sess.IsNew {
 		p.CSRF = s.sessions.csrfToken(sess)

@@ -77,7 +77,8 @@ type formField struct {
 const hostilePassword = "correct horse battery"
 
 // textAccepts is the rule for one-line text (names, labels): valid UTF-8,
-// no control characters or line breaks, at most max characters once trimmed.
+// no control characters, line breaks or text-direction controls, at most
+// max characters once trimmed.
 func textAccepts(max int) func(string) bool {
 	return func(v string) bool {
 		if !utf8.ValidString(v) {
@@ -85,7 +86,7 @@ func textAccepts(max int) func(string) bool {
 		}
 		v = strings.TrimSpace(v)
 		for _, r := range v {
-			if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || bidiControl(r) {
 				return false
 			}
 		}

@@ -155,6 +155,8 @@ func TestUpdateName(t *testing.T) {
 			{"ControlCharacter", "Ada\x07", "control characters"},
 			{"LineBreak", "Ada\nLovelace", "control characters"},
 			{"InvalidUTF8", "Ada\xff", "valid text"},
+			{"RightToLeftOverride", "\u202eecarG", "text-direction"},
+			{"PopDirectionalIsolate", "Grace\u2069", "text-direction"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				refusedBothWays(t, b, "/account/profile", url.Values{"name": {tc.value}}, func(htmx bool, r response) {

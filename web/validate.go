@@ -18,8 +18,8 @@ const (
 )
 
 // cleanText trims a single-line text field and checks it: valid UTF-8, no
-// control characters, at most max characters. It returns the cleaned value
-// or a message naming the field.
+// control characters, no invisible text-direction controls, at most max
+// characters. It returns the cleaned value or a message naming the field.
 func cleanText(what, value string, max int) (string, string) {
 	if !utf8.ValidString(value) {
 		return "", what + " contains characters that aren't valid text."
@@ -29,11 +29,24 @@ func cleanText(what, value string, max int) (string, string) {
 		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
 			return "", what + " can't contain control characters or line breaks."
 		}
+		if bidiControl(r) {
+			return "", what + " can't contain invisible text-direction characters (such as U+202E), which make text show in a different order than it was typed."
+		}
 	}
 	if n := utf8.RuneCountInString(value); n > max {
 		return "", what + " must be at most " + strconv.Itoa(max) + " characters (this one has " + strconv.Itoa(n) + ")."
 	}
 	return value, ""
+}
+
+// bidiControl reports whether r is an invisible character that changes the
+// direction of the text around it: the embeddings, overrides and isolates
+// (U+202A–U+202E, U+2066–U+2069) and the marks (U+200E, U+200F, U+061C).
+// In a label they can make "‮evil‬ label" show reversed, or a key's name
+// look like another's.
+func bidiControl(r rune) bool {
+	return r >= '\u202A' && r <= '\u202E' || r >= '\u2066' && r <= '\u2069' ||
+		r == '\u200E' || r == '\u200F' || r == '\u061C'
 }
 
 // normalizeEmail trims and lower-cases an email, as accounts are keyed.

@@ -13,7 +13,7 @@ import (
 
 // config is everything the environment can set, with its defaults.
 type config struct {
-	Addr                string // PEEKSHOT_ADDR, default :8080
+	Addr                string // PEEKSHOT_ADDR, default 127.0.0.1:8080 (this machine only)
 	DB                  string // PEEKSHOT_DB, default data/peekshot.db
 	DatabaseURL         string // PEEKSHOT_DATABASE_URL: postgres://… puts everything on PostgreSQL instead
 	SessionSecret       string // PEEKSHOT_SESSION_SECRET, else kept in <data>/session.key
@@ -26,7 +26,7 @@ type config struct {
 
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
-		Addr:          or(getenv("PEEKSHOT_ADDR"), ":8080"),
+		Addr:          or(getenv("PEEKSHOT_ADDR"), "127.0.0.1:8080"),
 		DB:            or(getenv("PEEKSHOT_DB"), filepath.Join("data", "peekshot.db")),
 		DatabaseURL:   getenv("PEEKSHOT_DATABASE_URL"),
 		SessionSecret: getenv("PEEKSHOT_SESSION_SECRET"),

@@ -21,17 +21,27 @@ const couponUsage = `Usage:
 
 Coupons add credits to the accounts that redeem them, once per account.
 Codes are case-insensitive: 1 to 64 letters (A-Z), digits, '-' or '_'.
---expires is the last day (UTC) the coupon works. The commands work on the
-database in PEEKSHOT_DB (default data/peekshot.db), also while the server runs.
+--expires is the last day (UTC) the coupon works.
+
+The commands work on the database in PEEKSHOT_DB (default data/peekshot.db,
+relative to the current folder), also while the server runs. Give them the
+server's own PEEKSHOT_DB: on another database the server never sees the
+coupons. They warn when the only server running uses another database.
 `
 
 // dateLayout is how the operator writes and reads expiry dates.
 const dateLayout = "2006-01-02"
 
 // coupon runs `peekshot coupon …` on the database the server uses.
-func coupon(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
+func coupon(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("coupon: say what to do: create, list or disable (see peekshot coupon help)")
+		return errors.New("coupon: say what to do: create, list or disable (see peekshot coupon --help)")
+	}
+	switch args[0] {
+	case "create", "list", "disable":
+		if cfg.DatabaseURL == "" { // a PostgreSQL database is named, not found
+			warnOtherServer(stderr, cfg.DB, runningServers())
+		}
 	}
 	switch args[0] {
 	case "create":
@@ -40,9 +50,6 @@ func coupon(ctx context.Context, cfg config, args []string, stdout io.Writer) er
 		return couponList(ctx, cfg, args[1:], stdout)
 	case "disable":
 		return couponDisable(ctx, cfg, args[1:], stdout)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, couponUsage)
-		return nil
 	}
 	return fmt.Errorf("coupon: unknown command %q: use create, list or disable", args[0])
 }
@@ -196,8 +203,8 @@ func couponDisable(ctx context.Context, cfg config, args []string, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Coupon %s is disabled (since %s) and can't be redeemed any more. It was redeemed %s.\n",
-		c.Code, c.DisabledAt.UTC().Format("2006-01-02 15:04 UTC"), timesText(c.Redemptions))
+	fmt.Fprintf(stdout, "Coupon %s is disabled (since %s) and can't be redeemed any more. %s\n",
+		c.Code, c.DisabledAt.UTC().Format("2006-01-02 15:04 UTC"), redeemedText(c.Redemptions))
 	return nil
 }
 
@@ -242,14 +249,15 @@ func expiryText(c account.Coupon) string {
 	return "works through " + lastDay(c) + " (UTC)"
 }
 
-func timesText(n int64) string {
+// redeemedText says how often a coupon was redeemed, as a sentence.
+func redeemedText(n int64) string {
 	switch n {
 	case 0:
-		return "never"
+		return "Nobody had redeemed it."
 	case 1:
-		return "once"
+		return "It was redeemed once."
 	}
-	return strconv.FormatInt(n, 10) + " times"
+	return "It was redeemed " + strconv.FormatInt(n, 10) + " times."
 }
 
 // firstStartHint is what serve prints when it created the database, so a

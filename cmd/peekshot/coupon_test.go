@@ -217,7 +217,7 @@ func TestCouponListAndDisable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(out, "Coupon WELCOME is disabled") || !strings.Contains(out, "redeemed never") {
+		if !strings.Contains(out, "Coupon WELCOME is disabled") || !strings.HasSuffix(out, "can't be redeemed any more. Nobody had redeemed it.\n") {
 			t.Fatalf("output %q", out)
 		}
 		if _, _, err := server.RedeemCoupon(ctx, u.ID, "WELCOME"); !errors.Is(err, account.ErrCouponDisabled) {
@@ -383,5 +383,15 @@ func TestBinary(t *testing.T) {
 	out, stderr, code = exe("coupon", "list")
 	if code != 0 || !strings.Contains(out, "WELCOME") || !strings.Contains(out, "0/3") {
 		t.Fatalf("list: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+}
+
+// TestRedeemedText: how often a disabled coupon was redeemed reads as a
+// sentence ("It was redeemed never." did not).
+func TestRedeemedText(t *testing.T) {
+	for n, want := range map[int64]string{0: "Nobody had redeemed it.", 1: "It was redeemed once.", 2: "It was redeemed 2 times.", 1500: "It was redeemed 1500 times."} {
+		if got := redeemedText(n); got != want {
+			t.Errorf("%d: %q, want %q", n, got, want)
+		}
 	}
 }

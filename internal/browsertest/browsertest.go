@@ -5,14 +5,20 @@ package browsertest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/audits"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/dom"
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
 
@@ -43,14 +49,14 @@ func Options(path string) []chromedp.ExecAllocatorOption {
 
 // New starts a browser for the test and returns the context of its first
 // tab. The browser stops when the test ends.
-func New(t testing.TB) context.Context {
+func New(t testing.TB, opts ...chromedp.ContextOption) context.Context {
 	t.Helper()
 	path := ChromePath()
 	if _, err := exec.LookPath(path); err != nil {
 		t.Fatalf("Chromium not found at %s: install it with `apt-get install chromium` (or set PEEKSHOT_CHROME)", path)
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(Options(path), chromedp.UserDataDir(t.TempDir()))...)
-	ctx, cancel := chromedp.NewContext(actx)
+	ctx, cancel := chromedp.NewContext(actx, opts...)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("start Chromium: %v", err)
@@ -128,25 +134,114 @@ func Until(expression string, opts ...chromedp.PollOption) chromedp.Action[chrom
 }
 
 // Page drives one tab for a test, failing the test on the first error with
-// the page's HTML for context.
+// the page's HTML for context, and on any Content-Security-Policy report.
 type Page struct {
 	t   testing.TB
 	Ctx context.Context
+	csp *cspReports
 }
 
-// NewPage starts a browser for the test with a 60-second budget.
+// NewPage starts a browser for the test with a 60-second budget. Every
+// Content-Security-Policy violation of every document the tab loads fails
+// the test: the pages must work under the policy, not around it.
 func NewPage(t testing.TB) *Page {
 	t.Helper()
-	return &Page{t: t, Ctx: WithTimeout(t, New(t), 60*time.Second)}
+	csp := &cspReports{}
+	ctx := WithTimeout(t, New(t, chromedp.WithListener(csp.listen)), 60*time.Second)
+	if err := chromedp.Do(ctx, watchCSP()); err != nil {
+		t.Fatalf("watch Content-Security-Policy reports: %v", err)
+	}
+	p := &Page{t: t, Ctx: ctx, csp: csp}
+	t.Cleanup(func() {
+		// Reports of the last steps may still be on their way.
+		time.Sleep(100 * time.Millisecond)
+		if r := csp.all(); len(r) > 0 {
+			t.Errorf("Content-Security-Policy violations:\n%s", strings.Join(r, "\n"))
+		}
+	})
+	return p
 }
 
-// Step runs actions in order; name says what failed.
+// Step runs actions in order; name says what failed. A step that leads to
+// a Content-Security-Policy report fails too.
 func (p *Page) Step(name string, actions ...chromedp.Action[chromedp.Void]) {
 	p.t.Helper()
 	if err := chromedp.Do(p.Ctx, actions...); err != nil {
 		html, _ := chromedp.Run(p.Ctx, chromedp.OuterHTML("body", CSS("body")))
 		p.t.Fatalf("%s: %v\npage:\n%.3000s", name, err, html)
 	}
+	if r := p.csp.all(); len(r) > 0 {
+		p.t.Fatalf("%s: Content-Security-Policy violations:\n%s", name, strings.Join(r, "\n"))
+	}
+}
+
+// cspBinding is the function the page calls with each violation it sees.
+const cspBinding = "__peekshotCSPViolation"
+
+// cspListener runs in every document before its own scripts, so even a
+// violation during parsing is seen.
+const cspListener = `document.addEventListener("securitypolicyviolation", function (e) {
+	window.` + cspBinding + `(e.violatedDirective + " at " + e.sourceFile + ":" + e.lineNumber + ":" + e.columnNumber +
+		" blocked " + (e.blockedURI || "(inline)") + (e.sample ? " sample " + JSON.stringify(e.sample) : ""));
+}, true);`
+
+// cspReports collects violations from three sources, each of which can
+// see one the others miss: the page's securitypolicyviolation event, the
+// browser's console log and its issues panel (Audits).
+type cspReports struct {
+	mu      sync.Mutex
+	reports []string
+}
+
+func (c *cspReports) add(s string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reports = append(c.reports, s)
+}
+
+func (c *cspReports) all() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.reports...)
+}
+
+func (c *cspReports) listen(ev any) {
+	switch ev := ev.(type) {
+	case *runtime.EventBindingCalled:
+		if ev.Name == cspBinding {
+			c.add("page event: " + ev.Payload)
+		}
+	case *log.EventEntryAdded:
+		if ev.Entry != nil && strings.Contains(ev.Entry.Text, "Content Security Policy") {
+			c.add(fmt.Sprintf("console: %s (%s:%d)", ev.Entry.Text, ev.Entry.URL, ev.Entry.LineNumber))
+		}
+	case *audits.EventIssueAdded:
+		if ev.Issue != nil && ev.Issue.Details != nil && ev.Issue.Details.ContentSecurityPolicyIssueDetails != nil {
+			d := ev.Issue.Details.ContentSecurityPolicyIssueDetails
+			where := ""
+			if l := d.SourceCodeLocation; l != nil {
+				where = fmt.Sprintf(" at %s:%d:%d", l.URL, l.LineNumber, l.ColumnNumber)
+			}
+			c.add(fmt.Sprintf("issue: %s %s%s blocked %q", d.ContentSecurityPolicyViolationType, d.ViolatedDirective, where, d.BlockedURL))
+		}
+	}
+}
+
+// watchCSP turns on the three sources of cspReports for the tab.
+func watchCSP() chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, t, log.Enable, cdp.Empty{}); err != nil {
+			return err
+		}
+		if _, err := cdp.Call(ctx, t, audits.Enable, cdp.Empty{}); err != nil {
+			return err
+		}
+		if _, err := cdp.Call(ctx, t, runtime.AddBinding, runtime.AddBindingParams{Name: cspBinding}); err != nil {
+			return err
+		}
+		_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: cspListener})
+		return err
+	})
 }
 
 // Text is the trimmed visible text of the first element matching selector.

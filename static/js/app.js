@@ -55,15 +55,38 @@
     });
   }
 
+  // Menus are details/summary disclosures (they work without JavaScript);
+  // here they say whether they are open, close on Escape (focus back on
+  // their button) and on a click elsewhere, and one opens at a time.
+  function closeMenus(except) {
+    document.querySelectorAll("details[data-menu][open]").forEach(function (d) {
+      if (d !== except) d.removeAttribute("open");
+    });
+  }
+  document.addEventListener("toggle", function (evt) {
+    var d = evt.target;
+    if (!d.matches || !d.matches("details[data-menu]")) return;
+    var summary = d.querySelector("summary");
+    if (summary) summary.setAttribute("aria-expanded", d.open ? "true" : "false");
+    if (d.open) closeMenus(d);
+  }, true);
+  document.addEventListener("keydown", function (evt) {
+    // Escape in the confirmation dialog is the dialog's own.
+    if (evt.key !== "Escape" || document.querySelector("dialog[open]")) return;
+    var open = evt.target.closest && evt.target.closest("details[data-menu][open]");
+    if (!open) open = document.querySelector("details[data-menu][open]");
+    if (!open) return;
+    evt.preventDefault();
+    open.removeAttribute("open");
+    var summary = open.querySelector("summary");
+    if (summary) summary.focus();
+  });
+
   document.addEventListener("click", function (evt) {
+    // A click in the dialog a menu's action opened leaves the menu as it is.
+    if (!evt.target.closest("dialog")) closeMenus(evt.target.closest("details[data-menu]"));
     var el = evt.target.closest("[data-action]");
-    if (!el) {
-      // A click outside an open menu closes it.
-      document.querySelectorAll("details.menu[open]").forEach(function (d) {
-        if (!d.contains(evt.target)) d.removeAttribute("open");
-      });
-      return;
-    }
+    if (!el) return;
     var action = el.getAttribute("data-action");
     var target = document.getElementById(el.getAttribute("data-target") || "");
     if (action === "toggle-secret" && target) {
@@ -122,9 +145,38 @@
     dialog.showModal();
   });
 
-  document.addEventListener("htmx:after:swap", function () {
+  // Where focus goes when a swap takes away the focused control. A
+  // deactivate or activate brings the row back under the same id: its first
+  // control. A delete takes the row: the next row's, else the previous
+  // row's, else the create form's label field.
+  function firstControl(row) {
+    return row && row.querySelector("button:not([disabled]), summary, a[href], input:not([type=hidden]), select");
+  }
+  function keyRow(el) { return el && el.closest && el.closest("tr[data-key-id]"); }
+  function siblingRow(row, dir) {
+    var r = row[dir];
+    while (r && !r.hasAttribute("data-key-id")) r = r[dir];
+    return r;
+  }
+  function focusPlan(src) {
+    var row = keyRow(src);
+    if (!row) return null;
+    return { rowId: row.id, next: siblingRow(row, "nextElementSibling") || siblingRow(row, "previousElementSibling") };
+  }
+  function keepFocus(plan) {
+    if (!plan) return;
+    var a = document.activeElement;
+    if (a && a !== document.body && a.isConnected) return;
+    var target = firstControl(document.getElementById(plan.rowId)) ||
+      (plan.next && plan.next.isConnected && firstControl(plan.next)) ||
+      document.getElementById("key-label");
+    if (target) target.focus();
+  }
+
+  function afterSwap(ctx) {
     scheduleToasts();
-    document.querySelectorAll("details.menu[open]").forEach(function (d) { d.removeAttribute("open"); });
+    closeMenus(null);
+    keepFocus(ctx && ctx.peekshotFocus);
     var reveal = document.getElementById("key-reveal");
     if (reveal && !reveal.hasAttribute("data-seen")) {
       reveal.setAttribute("data-seen", "");
@@ -132,7 +184,39 @@
       var copy = reveal.querySelector('[data-action="copy"]');
       if (copy) copy.focus();
     }
+  }
+
+  // An extension sees every swap, also those whose source element the swap
+  // took away (a deleted or replaced row), whose events never reach the
+  // document. htmx is deferred, so it is there once the document is parsed.
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!window.htmx) return;
+    window.htmx.registerExtension("peekshot", {
+      htmx_before_swap: function (elt, detail) {
+        if (detail && detail.ctx) detail.ctx.peekshotFocus = focusPlan(detail.ctx.sourceElement);
+      },
+      htmx_after_swap: function (elt, detail) { afterSwap(detail && detail.ctx); }
+    });
   });
+
+  // The key list refreshes when the tab comes back into view, so Last used
+  // and Requests move after the key was used elsewhere (a terminal, an
+  // app), without a reload. A key still shown on the page stays.
+  var lastRefresh = 0;
+  function refreshKeys() {
+    var list = document.getElementById("api-keys-list");
+    if (!list || !window.htmx || document.visibilityState !== "visible") return;
+    if (Date.now() - lastRefresh < 2000) return;
+    // Not under someone's hands: an open menu or dialog, a request on its way.
+    if (document.querySelector("details[data-menu][open], dialog[open], .htmx-request")) return;
+    lastRefresh = Date.now();
+    var url = list.getAttribute("data-refresh-url");
+    var reveal = list.querySelector("tr.reveal-row[id]");
+    if (reveal) url += "&keep=" + encodeURIComponent(reveal.id.replace(/^key-|-reveal$/g, ""));
+    window.htmx.ajax("GET", url, { source: list, target: list, swap: "innerHTML" });
+  }
+  document.addEventListener("visibilitychange", refreshKeys);
+  window.addEventListener("focus", refreshKeys);
 
   // A request that got no answer at all (network down, timeout) still says so.
   document.addEventListener("htmx:error", function (evt) {
