@@ -153,7 +153,7 @@ func TestBrowserAPIKeysFlow(t *testing.T) {
 	step("desktop width", chromedp.EmulateViewport(1280, 900))
 
 	// More keys: a 64-character label, and a rotated key whose status says
-	// "Expires in 1 hour". The table stays inside its card, and each name
+	// "Retiring in 1 hour". The table stays inside its card, and each name
 	// on one line, cut with an ellipsis, whole in its title.
 	long := strings.Repeat("Long-label ", 6)[:64]
 	for _, label := range []string{"Zapier integration", long} {
@@ -171,7 +171,7 @@ func TestBrowserAPIKeysFlow(t *testing.T) {
 		bt.Click(`tr:has([title="Zapier integration"]) [data-testid="key-rotate"]`),
 		bt.WaitVisible(`[data-testid="key-reveal"]`),
 		chromedp.Reload(),
-		bt.Until(`[...document.querySelectorAll('[data-testid="key-status"]')].some(b => b.textContent.includes('Expires in 1 hour'))`),
+		bt.Until(`[...document.querySelectorAll('[data-testid="key-status"]')].some(b => b.textContent.includes('Retiring in 1 hour'))`),
 		bt.Screenshot(shots, "api-keys-many"),
 	)
 	checkKeyTable := func(width string) {

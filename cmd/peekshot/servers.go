@@ -49,10 +49,17 @@ func runningServers() []runningServer {
 			continue
 		}
 		db := filepath.Join("data", "peekshot.db")
+		onPostgres := false
 		for _, kv := range bytes.Split(environ, []byte{0}) {
 			if v, ok := bytes.CutPrefix(kv, []byte("PEEKSHOT_DB=")); ok && len(v) > 0 {
 				db = string(v)
 			}
+			if v, ok := bytes.CutPrefix(kv, []byte("PEEKSHOT_DATABASE_URL=")); ok && len(v) > 0 {
+				onPostgres = true
+			}
+		}
+		if onPostgres {
+			continue // it uses no SQLite file
 		}
 		if !filepath.IsAbs(db) {
 			db = filepath.Join(cwd, db)
