@@ -19,7 +19,9 @@ func TestAPIKeyStatus(t *testing.T) {
 	}{
 		{"Active", APIKey{Active: true}, KeyActive, true, nil, nil},
 		{"Inactive", APIKey{Active: false}, KeyInactive, false, nil, nil},
-		{"ExpiresLater", APIKey{Active: true, ExpiresAt: now.Add(hour)}, KeyActive, true, nil, nil},
+		{"ExpiresLater", APIKey{Active: true, ExpiresAt: now.Add(30 * 24 * hour)}, KeyActive, true, nil, nil},
+		{"ExpiresSoon", APIKey{Active: true, ExpiresAt: now.Add(hour)}, KeyExpiring, true, nil, nil},
+		{"ExpiresSoonInactive", APIKey{Active: false, ExpiresAt: now.Add(hour)}, KeyInactive, false, nil, nil},
 		{"ExpiredAtTheInstant", APIKey{Active: true, ExpiresAt: now}, KeyExpired, false, ErrKeyExpired, ErrKeyExpired},
 		{"ExpiredBeatsInactive", APIKey{Active: false, ExpiresAt: now.Add(-hour)}, KeyExpired, false, ErrKeyExpired, ErrKeyExpired},
 		{"Retiring", APIKey{Active: true, RotatedAt: now.Add(-hour), RetiresAt: now.Add(hour)}, KeyRetiring, true, nil, ErrAlreadyRotated},

@@ -19,7 +19,12 @@ type APIKey struct {
 	Last4  string
 	Active bool
 	// ExpiresAt is the expiry the owner chose; zero means never.
-	ExpiresAt time.Time
+	// ExpiryLifetime is the lifetime it was chosen as (30 days, …), which
+	// a rotation counts again from then; zero for a date or never.
+	ExpiresAt      time.Time
+	ExpiryLifetime time.Duration
+	// Policy narrows what the key may do (SPEC §6).
+	Policy    Policy
 	CreatedAt time.Time
 	// A rotated key was replaced by ReplacedBy at RotatedAt and keeps
 	// working until RetiresAt: its retirement, which is not an expiry the
@@ -31,6 +36,9 @@ type APIKey struct {
 	// Usage, as last flushed by the servers.
 	LastUsedAt   time.Time // zero if never used
 	RequestCount int64
+	// SpentThisMonth is the credits the key spent this calendar month
+	// (UTC), when listed.
+	SpentThisMonth int64
 }
 
 // Masked is the key as lists show it, e.g. "psk_7Gq2…x9Lb".
@@ -45,6 +53,8 @@ const (
 	KeyActive KeyStatus = iota
 	// KeyInactive is deactivated: refused until activated again.
 	KeyInactive
+	// KeyExpiring works, and expires within ExpiringSoon.
+	KeyExpiring
 	// KeyRetiring was rotated and works until its retirement.
 	KeyRetiring
 	// KeyExpired is past its expiry or its retirement: refused for good.
@@ -61,10 +71,15 @@ func (k APIKey) Status(now time.Time) KeyStatus {
 		return KeyInactive
 	case k.Rotated():
 		return KeyRetiring
+	case !k.ExpiresAt.IsZero() && k.ExpiresAt.Sub(now) <= ExpiringSoon:
+		return KeyExpiring
 	default:
 		return KeyActive
 	}
 }
+
+// ExpiringSoon is how close to its expiry a key's status says so.
+const ExpiringSoon = 7 * 24 * time.Hour
 
 // passed reports whether a deadline is set and now is at or after it.
 func passed(deadline, now time.Time) bool { return !deadline.IsZero() && !now.Before(deadline) }
@@ -75,7 +90,7 @@ func (k APIKey) Rotated() bool { return !k.RetiresAt.IsZero() }
 // Works reports whether the API accepts the key at now.
 func (k APIKey) Works(now time.Time) bool {
 	s := k.Status(now)
-	return s == KeyActive || s == KeyRetiring
+	return s == KeyActive || s == KeyExpiring || s == KeyRetiring
 }
 
 // Live reports whether the key counts towards MaxAPIKeys: every key that
@@ -115,9 +130,28 @@ func LiveKeys(keys []APIKey, now time.Time) int {
 }
 
 // NewAPIKey is a freshly generated key to store; the plaintext goes no
-// further than the store, which keeps only its hash.
+// further than the store, which keeps only its hash. The zero Policy is
+// DefaultPolicy.
 type NewAPIKey struct {
 	UserID int64
 	Label  string
 	Key    string
+	Policy Policy
+	Expiry Expiry
+}
+
+// KeySettings are what the owner may change of a key after its creation.
+type KeySettings struct {
+	Label  string
+	Policy Policy
+	Expiry Expiry
+}
+
+// RotatedExpiry is the expiry of a key's replacement: a lifetime counts
+// again from the rotation, a date stays the date.
+func (k APIKey) RotatedExpiry(now time.Time) Expiry {
+	if k.ExpiryLifetime > 0 {
+		return Expiry{At: ExpiryAfter(k.ExpiryLifetime, now), Lifetime: k.ExpiryLifetime}
+	}
+	return Expiry{At: k.ExpiresAt}
 }

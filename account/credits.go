@@ -35,6 +35,29 @@ type RenderAdmission struct {
 	KeyID  int64
 	// RatePerMinute is the key's render limit per minute (> 0).
 	RatePerMinute int
+	// MonthlyBudget caps the credits the key spends per calendar month
+	// (UTC); 0 means no cap.
+	MonthlyBudget int64
+}
+
+// BudgetExhaustedError refuses a render over its key's monthly budget.
+type BudgetExhaustedError struct {
+	Budget   int64
+	ResetsAt time.Time // the start of next month, UTC
+}
+
+func (e *BudgetExhaustedError) Error() string { return "monthly budget exhausted" }
+
+// MonthStart is the first moment of t's calendar month, UTC.
+func MonthStart(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+}
+
+// DayStart is the first moment of t's day, UTC.
+func DayStart(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
 
 // RateLimitedError refuses a render over its key's rate limit.

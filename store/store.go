@@ -81,6 +81,9 @@ type APIKeys interface {
 	// for grace, then retires. It returns the old key as it now is and the
 	// replacement.
 	RotateAPIKey(ctx context.Context, userID, keyID int64, next string, grace time.Duration) (old, replacement account.APIKey, err error)
+	// UpdateAPIKeySettings changes a key's label, policy and expiry; an
+	// expired key can't be changed (ErrKeyExpired).
+	UpdateAPIKeySettings(ctx context.Context, userID, keyID int64, ks account.KeySettings) (account.APIKey, error)
 	DeleteAPIKey(ctx context.Context, userID, keyID int64) error
 	// RecordAPIKeyUsage adds usage counted by one server to what is
 	// stored; keys deleted meanwhile are skipped.
@@ -93,7 +96,8 @@ type APIKeys interface {
 // renders in progress.
 type Credits interface {
 	// AdmitRender admits one render or says why not: over the key's rate
-	// limit (*account.RateLimitedError), or no credit left that another
+	// limit (*account.RateLimitedError), over its monthly budget
+	// (*account.BudgetExhaustedError), or no credit left that another
 	// admitted render has not reserved (ErrInsufficientCredits). An
 	// admitted render holds a reservation until ChargeRender or
 	// ReleaseRender, or until it expires when its server died.

@@ -5,7 +5,10 @@ package templates
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/peekshot/peekshot/account"
@@ -109,8 +112,9 @@ func (p APIKeysProps) revealInList() bool {
 
 // CreateKeyForm is the create form's state after a failed attempt.
 type CreateKeyForm struct {
-	Label string
-	Error string
+	Label  string
+	Error  string
+	Policy PolicyForm
 }
 
 // Reveal is a key shown in full, once, right after it was created.
@@ -295,4 +299,169 @@ func CreditsText(n int64) string {
 		return "1 credit"
 	}
 	return FormatInt(n) + " credits"
+}
+
+// PolicyForm is the policy fields of the create form or of a key's
+// settings: what they hold (typed, or the key's own) and what was wrong.
+type PolicyForm struct {
+	Expires        string // never, 7d, 30d, 90d, 1y, date, or keep (settings)
+	ExpiresDate    string
+	Scopes         []account.Scope
+	AllowedIPs     string
+	AllowedTargets string
+	RateLimit      string
+	MonthlyBudget  string
+	Errors         FieldErrors
+	// RateMax is the server's rate limit: the default, and the most a key
+	// may have.
+	RateMax int
+	// Current is the key's expiry when the form edits one (zero: never).
+	Current time.Time
+	Editing bool
+	// Today bounds the date input (UTC).
+	Today time.Time
+}
+
+// Open reports whether the form's options should show: it has an error,
+// or a value other than the defaults.
+func (f PolicyForm) Open() bool {
+	return len(f.Errors) > 0 || f.Expires != "" && f.Expires != "never" && f.Expires != "keep" || f.ExpiresDate != "" ||
+		f.AllowedIPs != "" || f.AllowedTargets != "" || f.RateLimit != "" || f.MonthlyBudget != "" ||
+		f.Scopes != nil && !slices.Equal(f.Scopes, account.DefaultScopes)
+}
+
+func (f PolicyForm) hasScope(s account.Scope) bool {
+	if f.Scopes == nil {
+		return slices.Contains(account.DefaultScopes, s)
+	}
+	return slices.Contains(f.Scopes, s)
+}
+
+// PolicyFormOf is the settings form of a key, filled in with its policy.
+func PolicyFormOf(k account.APIKey, rateMax int, now time.Time) PolicyForm {
+	f := PolicyForm{Expires: "keep", Scopes: k.Policy.Scopes, RateMax: rateMax, Current: k.ExpiresAt, Editing: true, Today: now}
+	ips := make([]string, len(k.Policy.AllowedIPs))
+	for i, p := range k.Policy.AllowedIPs {
+		ips[i] = prefixText(p)
+	}
+	f.AllowedIPs = strings.Join(ips, "\n")
+	f.AllowedTargets = strings.Join(k.Policy.AllowedTargets, "\n")
+	if k.Policy.RateLimit > 0 {
+		f.RateLimit = strconv.Itoa(k.Policy.RateLimit)
+	}
+	if k.Policy.MonthlyBudget > 0 {
+		f.MonthlyBudget = strconv.FormatInt(k.Policy.MonthlyBudget, 10)
+	}
+	return f
+}
+
+// lastExpiryDay is the last day a key made today may expire on.
+func lastExpiryDay(today time.Time) string {
+	return today.UTC().Add(account.MaxExpiry - 24*time.Hour).Format("2006-01-02")
+}
+
+// prefixText is an allowed address as people write it: a single address
+// without its /32 or /128.
+func prefixText(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+// scopeHelp says in one line what each scope lets a key do.
+var scopeHelp = map[account.Scope]string{
+	account.ScopeScreenshots: "POST /api/v1/screenshots: render a URL",
+	account.ScopeHTMLToImage: "POST /api/v1/html-to-image: render HTML you send",
+	account.ScopeKeysRead:    "GET /api/v1/keys: list this account's keys",
+	account.ScopeKeysWrite:   "create, change, rotate and delete keys through the API",
+}
+
+// Badge is one of a key's restrictions, as the list shows it.
+type Badge struct {
+	Text  string
+	Title string
+}
+
+// PolicyBadges are what a key's policy says beyond the defaults: its
+// expiry, scopes other than the two render ones, addresses, sites, rate
+// limit and budget.
+func PolicyBadges(k account.APIKey, now time.Time) []Badge {
+	var out []Badge
+	p := k.Policy
+	if !k.ExpiresAt.IsZero() && k.Status(now) != account.KeyExpired {
+		out = append(out, Badge{"Expires " + k.ExpiresAt.UTC().Format("2 Jan 2006"), "Stops working " + ExactTime(k.ExpiresAt)})
+	}
+	if !slices.Equal(p.Scopes, account.DefaultScopes) {
+		names := make([]string, len(p.Scopes))
+		for i, s := range p.Scopes {
+			names[i] = string(s)
+		}
+		out = append(out, Badge{plural(int64(len(p.Scopes)), "scope"), "Scopes: " + strings.Join(names, ", ")})
+	}
+	if len(p.AllowedIPs) > 0 {
+		ips := make([]string, len(p.AllowedIPs))
+		for i, pre := range p.AllowedIPs {
+			ips[i] = prefixText(pre)
+		}
+		out = append(out, Badge{"IP-restricted", "Only from " + strings.Join(ips, ", ")})
+	}
+	if len(p.AllowedTargets) > 0 {
+		out = append(out, Badge{plural(int64(len(p.AllowedTargets)), "site"), "Only renders " + strings.Join(p.AllowedTargets, ", ")})
+	}
+	if p.RateLimit > 0 {
+		out = append(out, Badge{strconv.Itoa(p.RateLimit) + "/min", strconv.Itoa(p.RateLimit) + " renders a minute at most"})
+	}
+	if p.MonthlyBudget > 0 {
+		out = append(out, Badge{FormatInt(k.SpentThisMonth) + " / " + FormatInt(p.MonthlyBudget) + " this month",
+			"Spends at most " + CreditsText(p.MonthlyBudget) + " a calendar month (UTC)"})
+	}
+	return out
+}
+
+// KeyPageProps is everything a key's page shows.
+type KeyPageProps struct {
+	CSRF     string
+	Key      account.APIKey
+	Now      time.Time
+	Settings SettingsForm
+}
+
+// SettingsForm is a key's settings form: its label and policy fields, and
+// what was wrong when a change was refused.
+type SettingsForm struct {
+	Label      string
+	LabelError string
+	Policy     PolicyForm
+}
+
+// Open reports whether the form should show open: it was refused.
+func (f SettingsForm) Open() bool { return f.LabelError != "" || len(f.Policy.Errors) > 0 }
+
+// lifetimeText is an expiry's lifetime as the form offered it.
+func lifetimeText(d time.Duration) string {
+	switch days := int64(d / (24 * time.Hour)); {
+	case days == 365:
+		return "1 year"
+	case days > 0:
+		return plural(days, "day")
+	}
+	return d.String()
+}
+
+// scopeNames lists scopes for people.
+func scopeNames(scopes []account.Scope) string {
+	names := make([]string, len(scopes))
+	for i, s := range scopes {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
+
+func prefixesText(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = prefixText(p)
+	}
+	return out
 }

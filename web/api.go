@@ -43,7 +43,7 @@ var (
 	errInvalidKey = apiErr(http.StatusUnauthorized, "invalid_api_key",
 		"This API key is not valid. Check that you copied all of it, or create a new one in Account → API Keys.")
 	errExpiredKey = apiErr(http.StatusUnauthorized, "api_key_expired",
-		"This API key has expired, or was rotated and its grace period is over. Use its replacement, or create a new key in Account → API Keys.")
+		"This API key was rotated and its grace period is over. Use the key that replaced it, shown in Account → API Keys.")
 	errInactiveKey = apiErr(http.StatusForbidden, "api_key_inactive",
 		"This API key is deactivated: activate it in Account → API Keys.")
 	errNoCredits = apiErr(http.StatusPaymentRequired, "insufficient_credits",
@@ -96,13 +96,40 @@ func (s *Server) requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 		now := s.cfg.Now()
 		switch k.Status(now) {
 		case account.KeyExpired:
-			return errExpiredKey
+			return expiredKeyError(k, now)
 		case account.KeyInactive:
 			return errInactiveKey
 		}
 		s.usage.record(k.ID, now)
+		if from := clientAddr(r, s.cfg.TrustedProxies); !k.Policy.AllowsIP(from) {
+			return apiErr(http.StatusForbidden, "ip_not_allowed", "This key doesn't accept requests from "+from.String()+
+				". Add the address to the key's allowed IP addresses in Account → API Keys → the key's settings, or use another key.")
+		}
 		c.Set(ctxKey, &k)
 		return next(c)
+	}
+}
+
+// expiredKeyError says why a key no longer works: its owner's expiry, or
+// the end of the grace period after a rotation.
+func expiredKeyError(k account.APIKey, now time.Time) error {
+	if !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) && (k.RetiresAt.IsZero() || k.ExpiresAt.Before(k.RetiresAt)) {
+		return apiErr(http.StatusUnauthorized, "api_key_expired", "This API key expired on "+k.ExpiresAt.UTC().Format("2 January 2006 at 15:04 UTC")+
+			". Create a new key in Account → API Keys.")
+	}
+	return errExpiredKey
+}
+
+// requireScope refuses a key whose policy lacks scope.
+func (s *Server) requireScope(scope account.Scope) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if !currentKey(c).Policy.HasScope(scope) {
+				return apiErr(http.StatusForbidden, "scope_not_allowed", "This key lacks the scope "+string(scope)+
+					" that this endpoint needs. Add it in Account → API Keys → the key's settings, or use a key that has it.")
+			}
+			return next(c)
+		}
 	}
 }
 
@@ -368,20 +395,35 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 	// reservation is settled; settling must happen all the same.
 	ctx := c.Request().Context()
 	settle := context.WithoutCancel(ctx)
-	res, err := s.store.AdmitRender(ctx, account.RenderAdmission{UserID: k.UserID, KeyID: k.ID, RatePerMinute: s.cfg.RateLimit})
+	rate := s.cfg.RateLimit
+	if k.Policy.RateLimit > 0 {
+		rate = min(k.Policy.RateLimit, rate)
+	}
+	res, err := s.store.AdmitRender(ctx, account.RenderAdmission{UserID: k.UserID, KeyID: k.ID, RatePerMinute: rate, MonthlyBudget: k.Policy.MonthlyBudget})
 	var limited *account.RateLimitedError
+	var broke *account.BudgetExhaustedError
 	switch {
 	case errors.As(err, &limited):
 		e := *apiErr(http.StatusTooManyRequests, "rate_limited",
 			fmt.Sprintf("This key is limited to %d renders a minute. Retry after the time in the Retry-After header.", limited.PerMinute))
 		e.RetryAfter = max(1, int(math.Ceil(limited.RetryAfter.Seconds())))
 		return &e
+	case errors.As(err, &broke):
+		return apiErr(http.StatusPaymentRequired, "key_budget_exhausted", fmt.Sprintf(
+			"This key has spent its monthly budget of %d credits; it renders again from %s. Your account's balance is untouched: raise the key's budget in Account → API Keys → the key's settings, or use another key.",
+			broke.Budget, broke.ResetsAt.UTC().Format("2 January 2006, 00:00 UTC")))
 	case errors.Is(err, account.ErrInsufficientCredits):
 		return errNoCredits
 	case errors.Is(err, account.ErrNotFound):
 		return errInvalidKey // the account was deleted a moment ago
 	case err != nil:
 		return err
+	}
+	if job.URL != "" && !k.Policy.AllowsHost(hostOfURL(job.URL)) {
+		if rerr := s.store.ReleaseRender(settle, res); rerr != nil {
+			s.log.Warn("release a render's credit (it frees itself at its expiry)", "request_id", c.Get(ctxReqID), "err", rerr.Error())
+		}
+		return targetNotAllowed(hostOfURL(job.URL))
 	}
 	start := time.Now()
 	img, err := s.renderer.Render(ctx, job)
@@ -405,6 +447,29 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 	h.Set("X-Image-Height", strconv.Itoa(img.Height))
 	h.Set("X-Render-Ms", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
 	return c.Blob(http.StatusOK, img.ContentType, img.Data)
+}
+
+// targetNotAllowed refuses a page outside the key's allowed sites.
+func targetNotAllowed(host string) error {
+	return apiErr(http.StatusForbidden, "target_not_allowed", "This key may only render its allowed sites, and "+quoteHost(host)+
+		" is not one. Add it in Account → API Keys → the key's settings, or use another key. Nothing was charged.")
+}
+
+// hostOfURL is a URL's host name, without port or brackets.
+func hostOfURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// quoteHost names a host in a message, cut short if long.
+func quoteHost(h string) string {
+	if len(h) > 80 {
+		h = h[:80] + "…"
+	}
+	return strconv.Quote(h)
 }
 
 // renderError maps renderer failures to the API's errors.

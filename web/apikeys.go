@@ -69,6 +69,9 @@ func (s *Server) apiKeysProps(c echo.Context, reveal *templates.Reveal, form tem
 	if err != nil {
 		return templates.APIKeysProps{}, err
 	}
+	if form.Policy.RateMax == 0 {
+		form.Policy.RateMax, form.Policy.Today = s.cfg.RateLimit, s.cfg.Now()
+	}
 	s.usage.overlay(keys)
 	return templates.APIKeysProps{
 		CSRF: s.csrf(c), Keys: keys, Now: s.cfg.Now(), Reveal: reveal, Create: form, BaseURL: baseURL(c.Request()),
@@ -100,17 +103,25 @@ func (s *Server) renderKeysPanel(c echo.Context, status int, reveal *templates.R
 
 func (s *Server) handleCreateAPIKey(c echo.Context) error {
 	u := currentUser(c)
-	label, msg := cleanText("Label", c.Request().PostFormValue("label"), maxLabelLen)
-	if msg != "" {
-		return s.createKeyFailed(c, templates.CreateKeyForm{Label: displayable(c.Request().PostFormValue("label")), Error: msg})
+	r := c.Request()
+	in := policyInput(r)
+	rawLabel := r.PostFormValue("label")
+	label, msg := cleanText("Label", rawLabel, maxLabelLen)
+	policy, expiry, errs := s.parsePolicy(in, nil)
+	if msg != "" || errs != nil {
+		form := templates.CreateKeyForm{Label: displayable(rawLabel), Error: msg, Policy: s.policyForm(in, errs, false, account.Expiry{})}
+		if msg == "" {
+			form.Label = label
+		}
+		return s.createKeyFailed(c, form)
 	}
 	key, err := apikey.Generate()
 	if err != nil {
 		return err
 	}
-	k, err := s.store.CreateAPIKey(c.Request().Context(), account.NewAPIKey{UserID: u.ID, Label: label, Key: key})
+	k, err := s.store.CreateAPIKey(r.Context(), account.NewAPIKey{UserID: u.ID, Label: label, Key: key, Policy: policy, Expiry: expiry})
 	if errors.Is(err, account.ErrKeyLimit) {
-		return s.createKeyFailed(c, templates.CreateKeyForm{Label: label,
+		return s.createKeyFailed(c, templates.CreateKeyForm{Label: label, Policy: s.policyForm(in, nil, false, account.Expiry{}),
 			Error: "You've reached the limit of " + strconv.Itoa(account.MaxAPIKeys) + " API keys. Delete a key you no longer use to create another."})
 	}
 	if err != nil {
@@ -214,7 +225,11 @@ func (s *Server) handleSetAPIKeyActive(active bool) echo.HandlerFunc {
 		}
 		s.log.Info("API key status changed", "user_id", u.ID, "api_key_id", k.ID, "active", active, "request_id", c.Get(ctxReqID))
 		if !isHTMX(c) {
-			return s.redirectWithFlash(c, "/account/api-keys", templates.FlashSuccess, msg)
+			back := "/account/api-keys"
+			if c.Request().PostFormValue("next") == "key" {
+				back = keyPath(k.ID)
+			}
+			return s.redirectWithFlash(c, back, templates.FlashSuccess, msg)
 		}
 		keys := []account.APIKey{k}
 		s.usage.overlay(keys)

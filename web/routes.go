@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/peekshot/peekshot/account"
 )
 
 // routes lists every route in one place. Middleware is attached per route
@@ -19,8 +21,8 @@ func (s *Server) routes() {
 
 	// The API: x-api-key only, no session, no CSRF.
 	e.GET("/api/v1/me", s.handleMe, s.requireAPIKey)
-	e.POST("/api/v1/screenshots", s.handleScreenshot, s.requireAPIKey)
-	e.POST("/api/v1/html-to-image", s.handleHTMLToImage, s.requireAPIKey)
+	e.POST("/api/v1/screenshots", s.handleScreenshot, s.requireAPIKey, s.requireScope(account.ScopeScreenshots))
+	e.POST("/api/v1/html-to-image", s.handleHTMLToImage, s.requireAPIKey, s.requireScope(account.ScopeHTMLToImage))
 
 	// Pages: a session, and a CSRF check on every state-changing request.
 	// Account pages first need someone signed in: a request without (a
@@ -43,6 +45,8 @@ func (s *Server) routes() {
 	e.POST("/account/delete", s.handleDeleteAccount, account...)
 	e.GET("/account/api-keys", s.handleAPIKeys, account...)
 	e.POST("/account/api-keys", s.handleCreateAPIKey, account...)
+	e.GET("/account/api-keys/:id", s.handleKeyPage, account...)
+	e.POST("/account/api-keys/:id/settings", s.handleKeySettings, account...)
 	e.POST("/account/api-keys/:id/deactivate", s.handleSetAPIKeyActive(false), account...)
 	e.POST("/account/api-keys/:id/activate", s.handleSetAPIKeyActive(true), account...)
 	e.POST("/account/api-keys/:id/rotate", s.handleRotateAPIKey, account...)

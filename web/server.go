@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -35,8 +36,12 @@ type Config struct {
 	// SweepInterval is how often stale sessions and what else has outlived
 	// its use (reveals, reservations) are deleted (default 10 minutes).
 	SweepInterval time.Duration
-	// RateLimit is how many renders one key may ask for a minute (default 60).
+	// RateLimit is how many renders one key may ask for a minute (default
+	// 60), and the most a key's own limit may be.
 	RateLimit int
+	// TrustedProxies are the addresses whose X-Forwarded-For says where a
+	// request comes from (for keys' allowed IPs); empty trusts none.
+	TrustedProxies []netip.Prefix
 	// Now replaces the clock, for tests.
 	Now func() time.Time
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,6 +23,9 @@ type config struct {
 	RateLimit           int    // PEEKSHOT_RATE_LIMIT, render requests per key per minute, default 60
 	RenderConcurrency   int    // PEEKSHOT_RENDER_CONCURRENCY, default 2
 	LogFormat           string // PEEKSHOT_LOG_FORMAT: text (default) or json
+	// TrustedProxies (PEEKSHOT_TRUSTED_PROXIES) are the proxies whose
+	// X-Forwarded-For names the client, for keys' allowed IP addresses.
+	TrustedProxies []netip.Prefix
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -43,6 +47,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.RenderConcurrency, err = envInt(getenv, "PEEKSHOT_RENDER_CONCURRENCY", 2, 1, 64); err != nil {
 		return c, err
 	}
+	if c.TrustedProxies, err = parsePrefixes(getenv("PEEKSHOT_TRUSTED_PROXIES")); err != nil {
+		return c, fmt.Errorf("PEEKSHOT_TRUSTED_PROXIES: %w", err)
+	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return c, fmt.Errorf("PEEKSHOT_LOG_FORMAT must be text or json, not %q", c.LogFormat)
 	}
@@ -55,6 +62,27 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 	}
 	return c, nil
+}
+
+// parsePrefixes reads addresses and CIDR ranges separated by commas.
+func parsePrefixes(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(item); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP address or CIDR range (like 10.0.0.0/8 or 127.0.0.1)", item)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
 }
 
 func or(v, def string) string {

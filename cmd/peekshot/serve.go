@@ -101,7 +101,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		log.Warn("PEEKSHOT_ALLOW_PRIVATE_TARGETS is on: the API will render loopback and private addresses")
 	}
 
-	srv, err := web.NewServer(web.Config{SessionSecret: secret, RateLimit: cfg.RateLimit}, st, renderer, log)
+	srv, err := web.NewServer(web.Config{SessionSecret: secret, RateLimit: cfg.RateLimit, TrustedProxies: cfg.TrustedProxies}, st, renderer, log)
 	if err != nil {
 		return err
 	}

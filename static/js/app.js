@@ -147,10 +147,11 @@
 
   // Where focus goes when a swap takes away the focused control. A
   // deactivate or activate brings the row back under the same id: its first
-  // control. A delete takes the row: the next row's, else the previous
+  // action. A delete takes the row: the next row's, else the previous
   // row's, else the create form's label field.
   function firstControl(row) {
-    return row && row.querySelector("button:not([disabled]), summary, a[href], input:not([type=hidden]), select");
+    return row && (row.querySelector(".actions button:not([disabled]), .actions summary") ||
+      row.querySelector("button:not([disabled]), summary, a[href], input:not([type=hidden]), select"));
   }
   function keyRow(el) { return el && el.closest && el.closest("tr[data-key-id]"); }
   function siblingRow(row, dir) {

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"time"
 
 	"github.com/peekshot/peekshot/account"
@@ -14,20 +15,23 @@ func changeOfKey(k account.APIKey) store.Change { return store.Change{KeyID: k.I
 
 func changeOfUser(userID int64) store.Change { return store.Change{UserID: userID} }
 
-const apiKeyColumns = `id, user_id, label, prefix, last4, active, created_at, expires_at, rotated_at, retires_at, replaced_by, last_used_at, request_count`
+const apiKeyColumns = `id, user_id, label, prefix, last4, active, created_at, expires_at, expiry_lifetime, rotated_at, retires_at, replaced_by, last_used_at, request_count, ` + policyColumns
 
 func scanAPIKey(row interface{ Scan(...any) error }) (account.APIKey, error) {
 	var k account.APIKey
 	var created int64
-	var expires, rotated, retires, replaced, used sql.NullInt64
-	err := row.Scan(&k.ID, &k.UserID, &k.Label, &k.Prefix, &k.Last4, &k.Active, &created,
-		&expires, &rotated, &retires, &replaced, &used, &k.RequestCount)
+	var expires, lifetime, rotated, retires, replaced, used sql.NullInt64
+	var pr policyRow
+	err := row.Scan(append([]any{&k.ID, &k.UserID, &k.Label, &k.Prefix, &k.Last4, &k.Active, &created,
+		&expires, &lifetime, &rotated, &retires, &replaced, &used, &k.RequestCount}, pr.dest()...)...)
 	if err != nil {
 		return account.APIKey{}, noRows(err)
 	}
 	k.CreatedAt = time.Unix(created, 0)
-	k.ExpiresAt, k.RotatedAt, k.RetiresAt = unix(expires), unix(rotated), unix(retires)
+	k.ExpiresAt, k.ExpiryLifetime = unix(expires), time.Duration(lifetime.Int64)*time.Second
+	k.RotatedAt, k.RetiresAt = unix(rotated), unix(retires)
 	k.LastUsedAt, k.ReplacedBy = unix(used), replaced.Int64
+	k.Policy = pr.policy()
 	return k, nil
 }
 
@@ -57,15 +61,21 @@ func insertAPIKey(t *tx, nk account.NewAPIKey) (account.APIKey, error) {
 		return account.APIKey{}, account.ErrKeyLimit
 	}
 	hash := apikey.HashOf(nk.Key)
+	if nk.Policy.Scopes == nil {
+		nk.Policy.Scopes = account.DefaultPolicy().Scopes
+	}
 	k := account.APIKey{
 		UserID: nk.UserID, Label: nk.Label, Active: true, CreatedAt: time.Unix(t.now.Unix(), 0),
 		Prefix: apikey.DisplayPrefix(nk.Key), Last4: apikey.Last4(nk.Key),
+		ExpiresAt: nk.Expiry.At, ExpiryLifetime: nk.Expiry.Lifetime, Policy: nk.Policy,
 	}
 	if k.ID, err = t.db.d.NextAPIKeyID(t.ctx, t.Tx); err != nil {
 		return account.APIKey{}, err
 	}
-	_, err = t.exec(`INSERT INTO api_keys (id, user_id, label, key_hash, prefix, last4, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		k.ID, k.UserID, k.Label, hash[:], k.Prefix, k.Last4, true, t.now.Unix())
+	_, err = t.exec(`INSERT INTO api_keys (id, user_id, label, key_hash, prefix, last4, active, created_at, expires_at, expiry_lifetime, `+policyColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		append([]any{k.ID, k.UserID, k.Label, hash[:], k.Prefix, k.Last4, true, t.now.Unix(), nullUnix(k.ExpiresAt), lifetimeArg(nk.Expiry)},
+			policyArgs(k.Policy)...)...)
 	return k, err
 }
 
@@ -96,18 +106,51 @@ func scanAPIKeys(rows interface {
 	return keys, rows.Err()
 }
 
-// APIKeys lists a user's keys, newest first, in one query.
+// APIKeys lists a user's keys, newest first, with what each spent this
+// month, in one query.
 func (db *DB) APIKeys(ctx context.Context, userID int64) ([]account.APIKey, error) {
-	rows, err := db.rows(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE user_id = ? ORDER BY id DESC`, userID)
+	rows, err := db.rows(ctx, `SELECT `+prefixed("k", apiKeyColumns)+`, coalesce(m.credits, 0)
+		FROM api_keys k
+		LEFT JOIN (SELECT api_key_id, sum(credits) AS credits FROM key_usage_days WHERE day >= ? GROUP BY api_key_id) m ON m.api_key_id = k.id
+		WHERE k.user_id = ? ORDER BY k.id DESC`, account.MonthStart(db.now()).Unix(), userID)
 	if err != nil {
 		return nil, db.fail("list API keys", err)
 	}
-	keys, err := scanAPIKeys(rows)
-	if err != nil {
+	defer rows.Close()
+	keys := make([]account.APIKey, 0, 8)
+	for rows.Next() {
+		var spent int64
+		k, err := scanAPIKey(scanWith(rows, &spent))
+		if err != nil {
+			return nil, db.fail("list API keys", err)
+		}
+		k.SpentThisMonth = spent
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, db.fail("list API keys", err)
 	}
 	return keys, nil
 }
+
+// prefixed qualifies every column of a list with a table alias.
+func prefixed(alias, columns string) string {
+	parts := strings.Split(columns, ",")
+	for i, c := range parts {
+		parts[i] = alias + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// scanWith is a row whose Scan also fills extra, after what the caller
+// scans.
+func scanWith(row interface{ Scan(...any) error }, extra ...any) interface{ Scan(...any) error } {
+	return scanFunc(func(dest ...any) error { return row.Scan(append(dest, extra...)...) })
+}
+
+type scanFunc func(...any) error
+
+func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
 
 // APIKey returns one of the user's keys; another user's key is ErrNotFound.
 func (db *DB) APIKey(ctx context.Context, userID, keyID int64) (account.APIKey, error) {
@@ -130,12 +173,14 @@ func ownKey(t *tx, userID, keyID int64) (account.APIKey, error) {
 func (db *DB) APIKeyByHash(ctx context.Context, hash apikey.Hash) (account.APIKey, error) {
 	var k account.APIKey
 	var expires, retires sql.NullInt64
-	err := db.row(ctx, `SELECT id, user_id, label, prefix, last4, active, expires_at, retires_at FROM `+db.d.APIKeyByHashFrom()+` WHERE key_hash = ?`, hash[:]).
-		Scan(&k.ID, &k.UserID, &k.Label, &k.Prefix, &k.Last4, &k.Active, &expires, &retires)
+	var pr policyRow
+	err := db.row(ctx, `SELECT id, user_id, label, prefix, last4, active, expires_at, retires_at, `+policyColumns+` FROM `+db.d.APIKeyByHashFrom()+` WHERE key_hash = ?`, hash[:]).
+		Scan(append([]any{&k.ID, &k.UserID, &k.Label, &k.Prefix, &k.Last4, &k.Active, &expires, &retires}, pr.dest()...)...)
 	if err != nil {
 		return account.APIKey{}, db.fail("API key by hash", noRows(err))
 	}
 	k.ExpiresAt, k.RetiresAt = unix(expires), unix(retires)
+	k.Policy = pr.policy()
 	return k, nil
 }
 
@@ -185,7 +230,10 @@ func (db *DB) RotateAPIKey(ctx context.Context, userID, keyID int64, next string
 		if _, err := t.exec(`UPDATE api_keys SET rotated_at = ?, retires_at = ? WHERE id = ?`, now, retires, keyID); err != nil {
 			return err
 		}
-		replacement, err = insertAPIKey(t, account.NewAPIKey{UserID: userID, Label: k.Label, Key: next})
+		// The replacement does what the old key did: same label and
+		// policy, and a lifetime chosen at creation counts again from now.
+		replacement, err = insertAPIKey(t, account.NewAPIKey{UserID: userID, Label: k.Label, Key: next,
+			Policy: k.Policy, Expiry: k.RotatedExpiry(t.now)})
 		if err != nil {
 			return err
 		}
@@ -200,6 +248,34 @@ func (db *DB) RotateAPIKey(ctx context.Context, userID, keyID int64, next string
 		return account.APIKey{}, account.APIKey{}, err
 	}
 	return old, replacement, nil
+}
+
+// UpdateAPIKeySettings changes one of the user's keys' label, policy and
+// expiry, and returns the key as it now is. An expired key can't be
+// changed: nothing about it would work again.
+func (db *DB) UpdateAPIKeySettings(ctx context.Context, userID, keyID int64, ks account.KeySettings) (account.APIKey, error) {
+	var k account.APIKey
+	err := db.inTx(ctx, "update API key settings", func(t *tx) error {
+		var err error
+		if k, err = ownKey(t, userID, keyID); err != nil {
+			return err
+		}
+		if k.Status(t.now) == account.KeyExpired {
+			return account.ErrKeyExpired
+		}
+		if ks.Policy.Scopes == nil {
+			ks.Policy.Scopes = account.DefaultPolicy().Scopes
+		}
+		_, err = t.exec(`UPDATE api_keys SET label = ?, expires_at = ?, expiry_lifetime = ?,
+			scopes = ?, allowed_ips = ?, allowed_targets = ?, rate_limit = ?, monthly_budget = ? WHERE id = ?`,
+			append(append([]any{ks.Label, nullUnix(ks.Expiry.At), lifetimeArg(ks.Expiry)}, policyArgs(ks.Policy)...), keyID)...)
+		if err != nil {
+			return err
+		}
+		k.Label, k.ExpiresAt, k.ExpiryLifetime, k.Policy = ks.Label, ks.Expiry.At, ks.Expiry.Lifetime, ks.Policy
+		return t.notify(changeOfKey(k))
+	})
+	return k, err
 }
 
 // DeleteAPIKey removes one of the user's keys for good.

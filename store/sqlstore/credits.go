@@ -60,6 +60,16 @@ func (db *DB) AdmitRender(ctx context.Context, a account.RenderAdmission) (accou
 		if err := noRows(t.row(`SELECT credits FROM users WHERE id = ?`, a.UserID).Scan(&credits)); err != nil {
 			return err
 		}
+		if a.MonthlyBudget > 0 {
+			over, err := overBudget(t, a)
+			if err != nil {
+				return err
+			}
+			if over != nil {
+				refused = over
+				return nil
+			}
+		}
 		if err := t.row(`SELECT count(*) FROM credit_reservations WHERE user_id = ? AND expires_at > ?`, a.UserID, t.now.Unix()).Scan(&reserved); err != nil {
 			return err
 		}
@@ -78,6 +88,25 @@ func (db *DB) AdmitRender(ctx context.Context, a account.RenderAdmission) (accou
 		return account.Reservation{}, refused
 	}
 	return r, nil
+}
+
+// overBudget refuses a render that would take the key past its monthly
+// budget: what it spent this month (UTC) and what its renders in flight
+// have reserved. The caller holds the user's lock, so racing renders are
+// counted one by one.
+func overBudget(t *tx, a account.RenderAdmission) (*account.BudgetExhaustedError, error) {
+	month := account.MonthStart(t.now)
+	var spent, reserved int64
+	if err := t.row(`SELECT coalesce(sum(credits), 0) FROM key_usage_days WHERE api_key_id = ? AND day >= ?`, a.KeyID, month.Unix()).Scan(&spent); err != nil {
+		return nil, err
+	}
+	if err := t.row(`SELECT count(*) FROM credit_reservations WHERE api_key_id = ? AND expires_at > ?`, a.KeyID, t.now.Unix()).Scan(&reserved); err != nil {
+		return nil, err
+	}
+	if spent+reserved < a.MonthlyBudget {
+		return nil, nil
+	}
+	return &account.BudgetExhaustedError{Budget: a.MonthlyBudget, ResetsAt: month.AddDate(0, 1, 0)}, nil
 }
 
 // takeRateToken takes one request of the key's per-minute limit, with
@@ -121,6 +150,13 @@ func (db *DB) ChargeRender(ctx context.Context, r account.Reservation) (int64, e
 		}
 		var err error
 		if balance, err = addCredits(t, r.UserID, -1, ledgerEntry{reason: "render", apiKeyID: r.KeyID}); err != nil {
+			return err
+		}
+		// What the key spent today, for its monthly budget; a key deleted
+		// while its render ran has no day to count it in.
+		if _, err := t.exec(`INSERT INTO key_usage_days (api_key_id, day, credits) SELECT id, ?, 1 FROM api_keys WHERE id = ?
+			ON CONFLICT (api_key_id, day) DO UPDATE SET credits = key_usage_days.credits + 1`,
+			account.DayStart(t.now).Unix(), r.KeyID); err != nil {
 			return err
 		}
 		return t.notify(changeOfUser(r.UserID))

@@ -35,6 +35,8 @@ func Run(t *testing.T, open Opener) {
 		{"APIKeyUsage", testAPIKeyUsage},
 		{"APIKeyIDs", testAPIKeyIDs},
 		{"APIKeyLimit", testAPIKeyLimit},
+		{"Policies", testPolicies},
+		{"MonthlyBudget", testMonthlyBudget},
 		{"Renders", testRenders},
 		{"RenderRace", testRenderRace},
 		{"RenderReservations", testRenderReservations},
