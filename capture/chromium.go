@@ -11,14 +11,34 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 )
 
+// The browsers PeekShot renders with by default, in order of preference
+// (SPEC §5). Debian's chromium-headless-shell is the old headless shell,
+// without the browser UI that full Chromium runs even when headless: a
+// render costs it less than half the CPU. Its real binary is used, because
+// the /usr/bin/chromium-headless-shell script starts it without exec, so
+// stopping the script would leave the browser running.
+const (
+	HeadlessShellPath = "/usr/lib/chromium/chromium-headless-shell"
+	FullChromiumPath  = "/usr/bin/chromium"
+)
+
+// DefaultChromePath is the browser Config.ChromePath defaults to:
+// chromium-headless-shell where it is installed, else chromium.
+func DefaultChromePath() string {
+	if st, err := os.Stat(HeadlessShellPath); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+		return HeadlessShellPath
+	}
+	return FullChromiumPath
+}
+
 // Defaults of Config.
 const (
-	DefaultChromePath        = "/usr/bin/chromium"
 	DefaultConcurrency       = 2
 	DefaultTimeout           = 30 * time.Second
 	DefaultMaxJobsPerBrowser = 500
@@ -34,7 +54,7 @@ const (
 
 // Config configures Chromium.
 type Config struct {
-	ChromePath        string        // default /usr/bin/chromium
+	ChromePath        string        // default DefaultChromePath()
 	Concurrency       int           // concurrent renders, default 2
 	QueueSize         int           // jobs that may wait for a slot, default 8×Concurrency; beyond that ErrBusy
 	Timeout           time.Duration // per job, counting queue wait and render, default 30s
@@ -67,6 +87,7 @@ type Chromium struct {
 	browsers map[*chromiumProcess]bool // every browser process not yet stopped
 	starts   int                       // browsers started so far
 	workDir  string                    // this process's Chromium files (see workdir.go)
+	version  string                    // product and version of the last browser started
 	sandbox  bool                      // start Chromium with its sandbox
 	jobs     sync.WaitGroup            // Render calls in flight
 	warmed   *sync.Cond                // signalled when a tab opened ahead of demand is done
@@ -124,7 +145,7 @@ func New(ctx context.Context, cfg Config) (*Chromium, error) {
 		return nil, errors.New("capture: Config.Guard is required")
 	}
 	if cfg.ChromePath == "" {
-		cfg.ChromePath = DefaultChromePath
+		cfg.ChromePath = DefaultChromePath()
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
@@ -143,7 +164,7 @@ func New(ctx context.Context, cfg Config) (*Chromium, error) {
 	}
 	path, err := exec.LookPath(cfg.ChromePath)
 	if err != nil {
-		return nil, fmt.Errorf("Chromium not found at %s: install it with `apt-get install chromium` or set PEEKSHOT_CHROME", cfg.ChromePath)
+		return nil, fmt.Errorf("Chromium not found at %s: install it with `apt-get install chromium-headless-shell chromium` or set PEEKSHOT_CHROME", cfg.ChromePath)
 	}
 	cfg.ChromePath = path
 
@@ -423,12 +444,20 @@ func (c *Chromium) launchWith(sandbox bool) (*chromiumProcess, error) {
 	if p := session.Process(); p != nil {
 		b.pid = p.Pid
 	}
+	vctx, cancel := context.WithTimeout(bctx, browserStartTimeout)
+	v, err := chromedp.CallBrowser(vctx, browser.GetVersion, cdp.Empty{})
+	cancel()
+	if err != nil {
+		b.release()
+		return nil, fmt.Errorf("start Chromium (%s): ask its version: %w", c.cfg.ChromePath, err)
+	}
 	c.mu.Lock()
 	c.browsers[b] = true
 	c.starts++
+	c.version = v.Product
 	c.mu.Unlock()
 	c.bg.Go(func() { c.watch(b) })
-	c.log.Info("Chromium started", "pid", b.pid)
+	c.log.Info("Chromium started", "pid", b.pid, "version", v.Product)
 	return b, nil
 }
 
@@ -577,6 +606,15 @@ func (c *Chromium) OpenTabs(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// Browser is the browser binary c renders with and its product and
+// version as the browser reports them (e.g. "HeadlessChrome/156.0.8078.114"),
+// for the start-up log.
+func (c *Chromium) Browser() (path, version string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg.ChromePath, c.version
 }
 
 // BrowserPID is the process id of the browser that takes new jobs, or 0.
