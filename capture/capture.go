@@ -17,6 +17,13 @@
 //   - Each tab intercepts its requests (the Fetch domain) to refuse schemes
 //     that never reach a proxy (file:, chrome:, ...) and to tell a refused
 //     main document or redirect from one that is merely unreachable.
+//
+// Nothing else leaves the browser: Chromium resolves no host name itself
+// (so it sends no DNS query), and WebRTC may use no UDP that bypasses a
+// proxy, so it can only use TCP through the guarded one; remote ICE
+// candidates named *.local are not resolved by multicast DNS. The policy is
+// a switch for the headless shell and a profile preference for full
+// Chromium, which ignores the switch (see allocatorOptions).
 package capture
 
 import (

@@ -417,6 +417,10 @@ func (c *Chromium) launchWith(sandbox bool) (*chromiumProcess, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := writeProfilePreferences(filepath.Join(dir, "profile")); err != nil {
+		removeBrowserDir(dir)
+		return nil, err
+	}
 	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), c.allocatorOptions(sandbox, dir)...)
 	logf := func(format string, args ...any) { c.log.Debug("chromedp: " + fmt.Sprintf(format, args...)) }
 	bctx, bcancel := chromedp.NewContext(allocCtx, chromedp.WithLogf(logf), chromedp.WithErrorf(logf))
@@ -520,16 +524,49 @@ func (c *Chromium) allocatorOptions(sandbox bool, dir string) []chromedp.ExecAll
 		// every job) would load in renderers of their own: most of what a
 		// tab cost before they were turned off.
 		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions,LensOverlay,NetworkTimeServiceQuerying,ChromeWhatsNewUI,PrivacySandboxSettings4,"+
-			"WebUIOmniboxPopup,WebUIOmniboxAimPopup,WebUIOmniboxFullPopup"),
+			"WebUIOmniboxPopup,WebUIOmniboxAimPopup,WebUIOmniboxFullPopup,"+
+			// Remote ICE candidates named *.local would be resolved with
+			// multicast DNS, a packet to the local network that no proxy
+			// sees; without this feature they go to the resolver above,
+			// which refuses them.
+			"WebRtcHideLocalIpsWithMdns"),
 		// Every request, loopback included, goes through the guarded proxy.
 		chromedp.Flag("proxy-server", c.proxy.URL()),
 		chromedp.Flag("proxy-bypass-list", "<-loopback>"),
-		// WebRTC could otherwise send UDP around the proxy.
-		chromedp.Flag("force-webrtc-ip-handling-policy", "disable_non_proxied_udp"),
+		// Chromium resolves no name itself, so no DNS query leaves it: the
+		// proxy resolves every host it is asked for (through the guard).
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE "+proxyHost),
+		// WebRTC sends no UDP, only TCP through the proxy (see
+		// webrtcPreferences for full Chromium, which ignores this switch).
+		chromedp.Flag("force-webrtc-ip-handling-policy", webrtcPolicy),
 		// A page that hogs memory crashes its own renderer early instead of
 		// starving the machine.
 		chromedp.Flag("js-flags", "--max-old-space-size=512"),
 	)
+}
+
+// webrtcPolicy is the WebRTC IP handling policy of every page: no UDP that
+// does not go through a proxy. PeekShot's proxy carries no UDP, so WebRTC
+// can only use TCP through it, where the guard checks every address.
+const webrtcPolicy = "disable_non_proxied_udp"
+
+// webrtcPreferences sets webrtcPolicy as a profile preference. The headless
+// shell takes the policy from --force-webrtc-ip-handling-policy, which full
+// Chromium does not know (it has no such switch), while full Chromium reads
+// the preference, also in the browser contexts each job gets.
+const webrtcPreferences = `{"webrtc":{"ip_handling_policy":"` + webrtcPolicy + `"}}`
+
+// writeProfilePreferences writes the preferences of a new profile before its
+// browser starts.
+func writeProfilePreferences(profile string) error {
+	dir := filepath.Join(profile, "Default")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("write Chromium preferences: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Preferences"), []byte(webrtcPreferences), 0o600); err != nil {
+		return fmt.Errorf("write Chromium preferences: %w", err)
+	}
+	return nil
 }
 
 // Close waits for jobs in flight (up to the job timeout), then stops every
