@@ -185,6 +185,7 @@ func (c *Chromium) renderOn(jobCtx context.Context, b *chromiumProcess, job Job)
 	pg := &pageRun{
 		c:        c,
 		tab:      t,
+		jobURL:   job.URL,
 		cancel:   cancel,
 		inflight: make(map[network.RequestID]bool),
 		lastNet:  time.Now(),
@@ -203,12 +204,15 @@ func (c *Chromium) renderOn(jobCtx context.Context, b *chromiumProcess, job Job)
 	helpers.Go(func() { pg.closePopups(ctx, created) })
 
 	img, err := pg.render(ctx, job)
+	// A page that went somewhere the guard refuses is refused as a whole,
+	// even when something could be captured: what it showed was the
+	// browser's error page, and a refused job costs nothing.
+	if fe := pg.forbiddenErr(); fe != nil {
+		return Image{}, fe
+	}
 	if err != nil {
 		if errors.Is(context.Cause(ctx), errPageCrashed) {
 			return Image{}, errPageCrashed
-		}
-		if fe := pg.forbiddenErr(); fe != nil {
-			return Image{}, fe
 		}
 		return Image{}, err
 	}
@@ -219,6 +223,7 @@ func (c *Chromium) renderOn(jobCtx context.Context, b *chromiumProcess, job Job)
 type pageRun struct {
 	c      *Chromium
 	tab    *tab
+	jobURL string // the job's URL, or "" for HTML
 	cancel context.CancelCauseFunc
 
 	mu        sync.Mutex
@@ -239,10 +244,25 @@ func (p *pageRun) observe(ev any) {
 		p.inflight[ev.RequestID] = true
 		p.lastNet = time.Now()
 		p.mu.Unlock()
+		// A navigation to a scheme that no loader serves (intent:, mailto:,
+		// a custom one) never reaches the interception in decide: the
+		// browser would hand it to another program and the page would wait
+		// for a load that never comes.
+		if ev.Request != nil && p.isTopLevel(ev.Type, ev.FrameID) {
+			if fe := p.refusedScheme(ev.Request.URL, true); fe != nil {
+				p.refuse(fe)
+			}
+		}
 	case *network.EventLoadingFinished:
 		p.requestDone(ev.RequestID)
 	case *network.EventLoadingFailed:
 		p.requestDone(ev.RequestID)
+	case *network.EventResponseReceived:
+		// The proxy refused a page that passed the check in decide (its
+		// host resolved elsewhere when the proxy asked: DNS rebinding).
+		if p.isTopLevel(ev.Type, ev.FrameID) && ev.Response != nil && headerValue(ev.Response.Headers, refusedHeader) == p.c.proxy.token {
+			p.refuse(p.named(ev.Response.URL, &ForbiddenError{Host: hostOf(ev.Response.URL), Reason: "a blocked address"}))
+		}
 	case *page.EventLoadEventFired:
 		select {
 		case p.loaded <- struct{}{}:
@@ -260,12 +280,31 @@ func (p *pageRun) requestDone(id network.RequestID) {
 	p.mu.Unlock()
 }
 
-func (p *pageRun) setForbidden(err error) {
+// isTopLevel reports whether a request or response is a document of the
+// tab's own top-level frame: the page itself, a redirect of it, or a
+// navigation it made.
+func (p *pageRun) isTopLevel(typ network.ResourceType, frame cdp.FrameID) bool {
+	return typ == network.ResourceTypeDocument && frame == cdp.FrameID(p.tab.targetID)
+}
+
+// refuse ends the job at once because its page went where the guard
+// refuses: it is answered ErrForbiddenTarget whatever the page does next.
+// It neither blocks nor sends commands, so observe may call it.
+func (p *pageRun) refuse(err error) {
 	p.mu.Lock()
 	if p.forbidden == nil {
 		p.forbidden = err
 	}
 	p.mu.Unlock()
+	p.cancel(err)
+}
+
+// named says where the page went when that was not the job's own URL.
+func (p *pageRun) named(rawURL string, fe *ForbiddenError) *ForbiddenError {
+	if rawURL != p.jobURL {
+		fe.URL = rawURL
+	}
+	return fe
 }
 
 func (p *pageRun) forbiddenErr() error {
@@ -300,7 +339,10 @@ func (p *pageRun) closePopups(ctx context.Context, created iter.Seq2[target.Even
 
 // interceptRequests decides on every request the page makes. The proxy
 // enforces the guard on the network; this catches schemes that never reach
-// the proxy (file:, chrome:, ...) and tells a refused page from a broken one.
+// the proxy (file:, chrome:, intent:, mailto:, ...) and tells a refused page
+// from a broken one. Whenever the top-level page itself is refused (the
+// job's URL, a redirect, or a navigation the page makes: a meta refresh, a
+// script, a link), the job ends at once as refused, whatever the reason.
 func (p *pageRun) interceptRequests(ctx context.Context, paused iter.Seq2[fetch.EventRequestPaused, error], wg *sync.WaitGroup) {
 	for ev, err := range paused {
 		if err != nil {
@@ -315,33 +357,49 @@ func (p *pageRun) decide(ctx context.Context, ev fetch.EventRequestPaused) {
 	if ev.Request != nil {
 		rawURL = ev.Request.URL
 	}
-	scheme, _, _ := strings.Cut(rawURL, ":")
-	scheme = strings.ToLower(scheme)
-	mainDocument := ev.ResourceType == network.ResourceTypeDocument && ev.FrameID == cdp.FrameID(p.tab.targetID)
+	scheme := schemeOf(rawURL)
+	topLevel := p.isTopLevel(ev.ResourceType, ev.FrameID)
 
-	var refuse error
-	switch scheme {
-	case "http", "https":
-		if mainDocument {
-			// The page itself, or where it redirects: check it here so that
-			// Render can answer "forbidden" rather than "unreachable".
-			if err := p.c.cfg.Guard.CheckURL(ctx, rawURL); errors.Is(err, ErrForbiddenTarget) {
-				refuse = err
-			}
+	refuse := p.refusedScheme(rawURL, topLevel)
+	if refuse == nil && topLevel && (scheme == "http" || scheme == "https") {
+		// Checked here, and not only by the proxy, so that Render can
+		// answer "forbidden" rather than "unreachable".
+		var fe *ForbiddenError
+		if err := p.c.cfg.Guard.CheckURL(ctx, rawURL); errors.As(err, &fe) {
+			refuse = p.named(rawURL, fe)
 		}
-	case "ws", "wss", "data", "blob", "about":
-	default:
-		refuse = fmt.Errorf("%w: %s: URLs cannot be captured", ErrForbiddenTarget, scheme)
 	}
 	if refuse == nil {
 		chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID}) //nolint:errcheck // the page may be closing
 		return
 	}
-	if mainDocument {
-		p.setForbidden(refuse)
-	}
-	p.c.log.Info("refused a request of a rendered page", "url", truncate(rawURL, 200), "reason", refuse.Error())
+	p.c.log.Info("refused a request of a rendered page", "url", truncate(rawURL, 200), "reason", refuse.Error(), "page", topLevel)
 	chromedp.Call(ctx, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonBlockedByClient}) //nolint:errcheck // the page may be closing
+	if topLevel {
+		p.refuse(refuse)
+	}
+}
+
+// refusedScheme refuses a URL whose scheme a render never loads: only web
+// schemes (and WebSockets for sub-resources) and local documents (data:,
+// blob:, about:) are let through; the proxy and the guard judge the rest.
+func (p *pageRun) refusedScheme(rawURL string, topLevel bool) *ForbiddenError {
+	switch scheme := schemeOf(rawURL); scheme {
+	case "http", "https", "data", "blob", "about":
+		return nil
+	case "ws", "wss":
+		if !topLevel {
+			return nil
+		}
+		fallthrough
+	default:
+		return p.named(rawURL, &ForbiddenError{Reason: scheme + ": URLs cannot be rendered"})
+	}
+}
+
+func schemeOf(rawURL string) string {
+	scheme, _, _ := strings.Cut(rawURL, ":")
+	return strings.ToLower(scheme)
 }
 
 func truncate(s string, n int) string {
@@ -402,14 +460,10 @@ func (p *pageRun) navigate(ctx context.Context, rawURL string) error {
 		}
 		return fmt.Errorf("navigate: %w", err)
 	}
-	if resp != nil {
-		// Our proxy's own answers are not the page: say what happened.
-		switch p.c.proxy.token {
-		case headerValue(resp.Headers, refusedHeader):
-			return fmt.Errorf("%w: %s resolves to a blocked address", ErrForbiddenTarget, hostOf(resp.URL))
-		case headerValue(resp.Headers, unreachableHeader):
-			return fmt.Errorf("%w: could not connect to %s", ErrTargetUnreachable, hostOf(resp.URL))
-		}
+	// The proxy's own answers are not the page: say what happened. (A
+	// refusal of the proxy ended the job in observe already.)
+	if resp != nil && headerValue(resp.Headers, unreachableHeader) == p.c.proxy.token {
+		return fmt.Errorf("%w: could not connect to %s", ErrTargetUnreachable, hostOf(resp.URL))
 	}
 	return nil
 }
