@@ -77,6 +77,11 @@ type Image struct {
 	ContentType string
 	Width       int
 	Height      int
+	// CSSHeight is the height captured, in CSS pixels. Clipped says that the
+	// page, or the viewport, was taller than that: capped by
+	// MaxFullPageHeight, by MaxImagePixels or by what WebP can hold.
+	CSSHeight int
+	Clipped   bool
 }
 
 // Bounds of the render options (SPEC §4).
@@ -91,6 +96,13 @@ const (
 	DefaultHeight      = 720
 	DefaultQuality     = 80
 	DefaultDeviceScale = 1.0
+	// MaxImagePixels bounds an image in device pixels (width × height ×
+	// scale²); a taller capture is clipped at the bottom. Chromium cannot
+	// capture 2 GiB of bitmap (512 Mi pixels: "Unable to capture
+	// screenshot") and needs about 20 s to encode 250 million pixels as PNG
+	// on one core, so half a render timeout; 64 Mi pixels take 3-4 s (PNG,
+	// JPEG) to 9 s (WebP). A 3840 × 16384 page at scale 1 fits.
+	MaxImagePixels = 1 << 26
 )
 
 // Image formats.

@@ -548,22 +548,23 @@ func (p *pageRun) capture(ctx context.Context, o Options) (Image, error) {
 		q := int64(o.Quality)
 		params.Quality = &q
 	}
+	tall := float64(o.Height)
 	if o.FullPage {
 		m, err := chromedp.Call(ctx, page.GetLayoutMetrics, cdp.Empty{})
 		if err != nil {
 			return Image{}, fmt.Errorf("measure page: %w", err)
 		}
-		h := float64(o.Height)
 		if m.CSSContentSize != nil {
-			h = max(h, math.Ceil(m.CSSContentSize.Height))
+			tall = max(tall, math.Ceil(m.CSSContentSize.Height))
 		}
-		h = min(h, MaxFullPageHeight)
-		if o.Format == FormatWebP {
-			h = min(h, math.Floor(maxWebPSide/o.DeviceScaleFactor))
-		}
+	}
+	h := captureHeight(o, tall)
+	if o.FullPage || h < tall {
+		params.Clip = &page.Viewport{Width: float64(o.Width), Height: h, Scale: 1}
+	}
+	if o.FullPage {
 		beyond := true
 		params.CaptureBeyondViewport = &beyond
-		params.Clip = &page.Viewport{Width: float64(o.Width), Height: h, Scale: 1}
 	}
 	res, err := chromedp.Call(ctx, page.CaptureScreenshot, params)
 	if err != nil {
@@ -573,7 +574,26 @@ func (p *pageRun) capture(ctx context.Context, o Options) (Image, error) {
 	if err != nil {
 		return Image{}, fmt.Errorf("capture: Chromium returned a bad %s: %w", o.Format, err)
 	}
-	return Image{Data: res.Data, ContentType: contentType(o.Format), Width: cfg.Width, Height: cfg.Height}, nil
+	return Image{Data: res.Data, ContentType: contentType(o.Format), Width: cfg.Width, Height: cfg.Height,
+		CSSHeight: int(h), Clipped: h < tall}, nil
+}
+
+// captureHeight is the CSS height to capture of a page (or viewport) tall
+// CSS pixels high: all of it, but a full page at most MaxFullPageHeight, a
+// WebP image at most maxWebPSide device pixels high, and any image at most
+// MaxImagePixels. Every width the bounds allow leaves over a thousand CSS
+// pixels, so there is always something sensible to capture.
+func captureHeight(o Options, tall float64) float64 {
+	h := tall
+	if o.FullPage {
+		h = min(h, MaxFullPageHeight)
+	}
+	if o.Format == FormatWebP {
+		h = min(h, math.Floor(maxWebPSide/o.DeviceScaleFactor))
+	}
+	// Chromium rounds device sizes up: a row to spare.
+	deviceWidth := math.Ceil(float64(o.Width) * o.DeviceScaleFactor)
+	return min(h, math.Floor((MaxImagePixels/deviceWidth-1)/o.DeviceScaleFactor))
 }
 
 func decodeConfig(format string, data []byte) (image.Config, error) {

@@ -403,6 +403,10 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 	h.Set("X-Credits-Remaining", strconv.FormatInt(balance, 10))
 	h.Set("X-Image-Width", strconv.Itoa(img.Width))
 	h.Set("X-Image-Height", strconv.Itoa(img.Height))
+	if img.Clipped {
+		h.Set("X-Image-Clipped", "true")
+		h.Set("X-Image-Clip-Height", strconv.Itoa(img.CSSHeight)) // CSS pixels captured from the top
+	}
 	h.Set("X-Render-Ms", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
 	return c.Blob(http.StatusOK, img.ContentType, img.Data)
 }
