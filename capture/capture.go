@@ -45,6 +45,15 @@ var (
 	ErrUnavailable = errors.New("renderer unavailable")
 	// ErrBusy means every render slot is taken and the queue is full.
 	ErrBusy = errors.New("renderer busy")
+	// ErrAccountBusy means the job's account already has as many jobs
+	// waiting as one account may, while other accounts' jobs still get in.
+	// It wraps ErrBusy.
+	ErrAccountBusy = fmt.Errorf("%w for this account", ErrBusy)
+	// ErrPageUnresponsive means the page's main thread did not answer for
+	// Config.UnresponsiveAfter (a script that never yields, before or after
+	// the load event), so the job was stopped before its deadline. It wraps
+	// ErrTimeout.
+	ErrPageUnresponsive = fmt.Errorf("%w: the page's main thread stopped answering", ErrTimeout)
 	// ErrTargetUnreachable means the page itself could not be loaded: its
 	// host does not resolve, refuses the connection, or the navigation was
 	// aborted (for example by a download).
@@ -63,11 +72,14 @@ type RendererFunc func(ctx context.Context, job Job) (Image, error)
 // Render calls f.
 func (f RendererFunc) Render(ctx context.Context, job Job) (Image, error) { return f(ctx, job) }
 
-// Job is one render request: exactly one of URL and HTML is set.
+// Job is one render request: exactly one of URL and HTML is set. Account is
+// whose job it is, for the fair queue: jobs of one account wait in one line
+// (0 is an account like any other).
 type Job struct {
 	URL     string
 	HTML    string
 	Options Options
+	Account int64
 }
 
 // Image is a rendered image. Width and Height are its size in pixels, that is

@@ -42,6 +42,11 @@ const (
 	DefaultConcurrency       = 2
 	DefaultTimeout           = 30 * time.Second
 	DefaultMaxJobsPerBrowser = 500
+	// DefaultUnresponsiveAfter is how long a page's main thread may go
+	// without answering before the job is stopped (ErrPageUnresponsive):
+	// far longer than any task of a page that means to finish, and well
+	// before DefaultTimeout.
+	DefaultUnresponsiveAfter = 8 * time.Second
 )
 
 const (
@@ -57,7 +62,9 @@ type Config struct {
 	ChromePath        string        // default DefaultChromePath()
 	Concurrency       int           // concurrent renders, default 2
 	QueueSize         int           // jobs that may wait for a slot, default 8×Concurrency; beyond that ErrBusy
+	AccountQueueSize  int           // jobs one account (Job.Account) may have waiting, default QueueSize/4; beyond that ErrAccountBusy
 	Timeout           time.Duration // per job, counting queue wait and render, default 30s
+	UnresponsiveAfter time.Duration // stop a page whose main thread does not answer for this long, default 8s
 	MaxJobsPerBrowser int           // restart Chromium after this many jobs, default 500
 	Guard             *Guard        // SSRF guard, required
 	Logger            *slog.Logger  // default: discard
@@ -65,15 +72,14 @@ type Config struct {
 
 // Chromium renders jobs with one long-lived headless Chromium, a new tab (in
 // its own browser context) per job, a fixed number of render slots and a
-// bounded queue. It restarts the browser when it crashes and after
+// bounded queue that is fair between accounts (see queue). It restarts the browser when it crashes and after
 // MaxJobsPerBrowser jobs. It is safe for concurrent use.
 type Chromium struct {
 	cfg   Config
 	log   *slog.Logger
 	proxy *proxy
 
-	admit chan struct{} // a token per job running or waiting: Concurrency+QueueSize
-	slots chan struct{} // a token per running job: Concurrency
+	queue *queue // the render slots and the jobs waiting for them
 
 	stop           chan struct{}   // closed by Close: queued jobs give up
 	shutdown       context.Context // canceled when Close stops waiting for jobs
@@ -153,6 +159,12 @@ func New(ctx context.Context, cfg Config) (*Chromium, error) {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 8 * cfg.Concurrency
 	}
+	if cfg.AccountQueueSize <= 0 {
+		cfg.AccountQueueSize = max(cfg.QueueSize/4, 1)
+	}
+	if cfg.UnresponsiveAfter <= 0 {
+		cfg.UnresponsiveAfter = DefaultUnresponsiveAfter
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
@@ -182,8 +194,7 @@ func New(ctx context.Context, cfg Config) (*Chromium, error) {
 		cfg:            cfg,
 		log:            cfg.Logger,
 		proxy:          p,
-		admit:          make(chan struct{}, cfg.Concurrency+cfg.QueueSize),
-		slots:          make(chan struct{}, cfg.Concurrency),
+		queue:          newQueue(cfg.Concurrency, cfg.QueueSize, cfg.AccountQueueSize),
 		stop:           make(chan struct{}),
 		shutdown:       shutdown,
 		cancelShutdown: cancelShutdown,
@@ -240,21 +251,10 @@ func (c *Chromium) Render(ctx context.Context, job Job) (Image, error) {
 		}
 	}
 
-	select {
-	case c.admit <- struct{}{}:
-	default:
-		return Image{}, fmt.Errorf("%w: %d renders running and %d waiting", ErrBusy, c.cfg.Concurrency, c.cfg.QueueSize)
+	if err := c.queue.acquire(jobCtx, job.Account, c.stop); err != nil {
+		return Image{}, c.jobError(err, ctx, jobCtx, nil)
 	}
-	defer func() { <-c.admit }()
-
-	select {
-	case c.slots <- struct{}{}:
-	case <-jobCtx.Done():
-		return Image{}, c.jobError(jobCtx.Err(), ctx, jobCtx, nil)
-	case <-c.stop:
-		return Image{}, errShutDown
-	}
-	defer func() { <-c.slots }()
+	defer c.queue.release(job.Account)
 
 	b, err := c.acquire(jobCtx)
 	if err != nil {
@@ -276,7 +276,8 @@ var errShutDown = fmt.Errorf("%w: the renderer is shut down", ErrUnavailable)
 func (c *Chromium) jobError(err error, callerCtx, jobCtx context.Context, b *chromiumProcess) error {
 	switch {
 	case errors.Is(err, ErrForbiddenTarget), errors.Is(err, ErrUnavailable),
-		errors.Is(err, ErrTargetUnreachable), errors.Is(err, ErrBusy):
+		errors.Is(err, ErrTargetUnreachable), errors.Is(err, ErrBusy),
+		errors.Is(err, ErrPageUnresponsive):
 		return err
 	case b != nil && b.lost():
 		return fmt.Errorf("%w: Chromium stopped during the render", ErrUnavailable)
@@ -676,8 +677,7 @@ type Stats struct {
 
 // Stats returns the current load of c.
 func (c *Chromium) Stats() Stats {
-	running := len(c.slots)
-	waiting := max(len(c.admit)-running, 0)
+	running, waiting := c.queue.counts()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := Stats{Running: running, Waiting: waiting, Restarts: max(c.starts-1, 0)}

@@ -190,6 +190,7 @@ func (c *Chromium) renderOn(jobCtx context.Context, b *chromiumProcess, job Job)
 		inflight: make(map[network.RequestID]bool),
 		lastNet:  time.Now(),
 		loaded:   make(chan struct{}, 1),
+		live:     make(chan struct{}),
 		opening:  time.Since(openStart),
 	}
 	if err := chromedp.Listen(ctx, pg.observe); err != nil {
@@ -202,6 +203,7 @@ func (c *Chromium) renderOn(jobCtx context.Context, b *chromiumProcess, job Job)
 	helpers.Go(func() { pg.dismissDialogs(ctx, dialogs) })
 	helpers.Go(func() { pg.interceptRequests(ctx, paused, &helpers) })
 	helpers.Go(func() { pg.closePopups(ctx, created) })
+	helpers.Go(func() { pg.watchMainThread(ctx) })
 
 	img, err := pg.render(ctx, job)
 	// A page that went somewhere the guard refuses is refused as a whole,
@@ -211,12 +213,59 @@ func (c *Chromium) renderOn(jobCtx context.Context, b *chromiumProcess, job Job)
 		return Image{}, fe
 	}
 	if err != nil {
-		if errors.Is(context.Cause(ctx), errPageCrashed) {
-			return Image{}, errPageCrashed
+		if cause := context.Cause(ctx); errors.Is(cause, errPageCrashed) || errors.Is(cause, ErrPageUnresponsive) {
+			return Image{}, cause
 		}
 		return Image{}, err
 	}
 	return img, nil
+}
+
+// Probing the page's main thread (see watchMainThread).
+const (
+	// probeAfter is when the first probe goes: most renders are done
+	// before, and pay nothing for it.
+	probeAfter = time.Second
+	// probeEvery is the pause between a probe's answer and the next probe.
+	probeEvery = 500 * time.Millisecond
+)
+
+// watchMainThread stops the job when the page's main thread does not
+// answer a trivial evaluation for Config.UnresponsiveAfter: a script that
+// never yields, such as while(true){}, keeps the page from ever loading or
+// being captured, and would otherwise hold its render slot and burn a CPU
+// until the job's deadline. A page that is merely slow (long but finite
+// scripts, a page that keeps loading) still answers and runs to its
+// deadline. Probes start once the job's document exists: before a URL's
+// page commits, there is no page to answer them (a slow server is not a
+// busy page).
+func (p *pageRun) watchMainThread(ctx context.Context) {
+	select {
+	case <-p.live:
+	case <-ctx.Done():
+		return
+	}
+	if sleep(ctx, probeAfter) != nil {
+		return
+	}
+	limit := p.c.cfg.UnresponsiveAfter
+	for {
+		pctx, cancel := context.WithTimeout(ctx, limit)
+		_, err := chromedp.Call(pctx, runtime.Evaluate, runtime.EvaluateParams{Expression: "0"})
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, context.DeadlineExceeded):
+			p.c.log.Info("stopped a page whose main thread stopped answering", "after", limit)
+			p.cancel(fmt.Errorf("%w: its scripts kept it busy for %s without a break", ErrPageUnresponsive, limit))
+			return
+		}
+		// An answer, or an error of a page between documents: it is alive.
+		if sleep(ctx, probeEvery) != nil {
+			return
+		}
+	}
 }
 
 // pageRun is the state of one render while its page loads.
@@ -231,8 +280,10 @@ type pageRun struct {
 	lastNet   time.Time
 	forbidden error
 
-	loaded  chan struct{} // receives a value per load event of the page
-	opening time.Duration // how long the tab took to open
+	loaded   chan struct{} // receives a value per load event of the page
+	live     chan struct{} // closed once the job's document exists (see watchMainThread)
+	liveOnce sync.Once
+	opening  time.Duration // how long the tab took to open
 }
 
 // observe sees every event of the tab, in order, on chromedp's reading
@@ -263,6 +314,10 @@ func (p *pageRun) observe(ev any) {
 		if p.isTopLevel(ev.Type, ev.FrameID) && ev.Response != nil && headerValue(ev.Response.Headers, refusedHeader) == p.c.proxy.token {
 			p.refuse(p.named(ev.Response.URL, &ForbiddenError{Host: hostOf(ev.Response.URL), Reason: "a blocked address"}))
 		}
+	case *page.EventFrameNavigated:
+		if ev.Frame != nil && ev.Frame.ID == cdp.FrameID(p.tab.targetID) {
+			p.documentLive()
+		}
 	case *page.EventLoadEventFired:
 		select {
 		case p.loaded <- struct{}{}:
@@ -272,6 +327,10 @@ func (p *pageRun) observe(ev any) {
 		p.cancel(errPageCrashed)
 	}
 }
+
+// documentLive notes that the job's document exists: a URL's page has
+// committed, or HTML is being written into the tab's blank page.
+func (p *pageRun) documentLive() { p.liveOnce.Do(func() { close(p.live) }) }
 
 func (p *pageRun) requestDone(id network.RequestID) {
 	p.mu.Lock()
@@ -475,6 +534,7 @@ func (p *pageRun) setContent(ctx context.Context, html string) error {
 	case <-p.loaded:
 	default:
 	}
+	p.documentLive()
 	if _, err := chromedp.Call(ctx, page.SetDocumentContent, page.SetDocumentContentParams{
 		FrameID: cdp.FrameID(p.tab.targetID),
 		HTML:    html,

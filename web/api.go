@@ -386,6 +386,7 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 	}
 	defer s.reserved.release(k.UserID)
 
+	job.Account = k.UserID // the renderer's queue is fair between accounts
 	start := time.Now()
 	img, err := s.renderer.Render(ctx, job)
 	if err != nil {
@@ -424,8 +425,16 @@ func renderError(err error) error {
 			msg = sentence(fe.Error())
 		}
 		return apiErr(http.StatusForbidden, "forbidden_target", msg)
+	case errors.Is(err, capture.ErrPageUnresponsive):
+		return apiErr(http.StatusGatewayTimeout, "render_timeout",
+			"The page's scripts kept it busy without a break, so the render was stopped early. Nothing was charged.")
 	case errors.Is(err, capture.ErrTimeout):
 		return errRenderTimeout
+	case errors.Is(err, capture.ErrAccountBusy):
+		e := *apiErr(http.StatusTooManyRequests, "rate_limited",
+			"Your account already has as many renders waiting as one account may. Nothing was charged; retry when one of them is done.")
+		e.RetryAfter = 2
+		return &e
 	case errors.Is(err, capture.ErrBusy):
 		e := *errRendererBusy
 		e.RetryAfter = 2
