@@ -23,12 +23,12 @@ import (
 type queue struct {
 	slots, size, perAccount int
 
-	mu       sync.Mutex
-	running  map[int64]int // slots held, per account
-	busy     int           // slots held in all
-	lines    map[int64][]*ticket
-	turns    []int64 // accounts with jobs waiting, in the order they take turns
-	waiting  int     // jobs waiting in all
+	mu      sync.Mutex
+	running map[int64]int       // slots held, per account
+	busy    int                 // slots held in all
+	lines   map[int64][]*ticket // jobs waiting, per account, first come first
+	turns   []int64             // accounts with jobs waiting, in the order they take turns
+	waiting int                 // jobs waiting in all
 }
 
 // ticket is one waiting job; ready is closed when it holds a slot.
