@@ -37,6 +37,9 @@ func DefaultChromePath() string {
 	return FullChromiumPath
 }
 
+// BaselineEnv set to 1 makes New render with Config.Baseline.
+const BaselineEnv = "PEEKSHOT_RENDER_BASELINE"
+
 // Defaults of Config.
 const (
 	DefaultConcurrency       = 2
@@ -65,6 +68,13 @@ type Config struct {
 	AccountQueueSize  int           // jobs one account (Job.Account) may have waiting, default QueueSize/4; beyond that ErrAccountBusy
 	Timeout           time.Duration // per job, counting queue wait and render, default 30s
 	UnresponsiveAfter time.Duration // stop a page whose main thread does not answer for this long, default 8s
+	// Baseline renders with the settings before issue 10 (a spare renderer
+	// process kept warm; the browser's own favicon fetch waited for before
+	// the capture), so that the load run can compare them with today's in
+	// one run (with PEEKSHOT_CHROME=/usr/bin/chromium for the browser of
+	// then). New also sets it when PEEKSHOT_RENDER_BASELINE=1, which is how
+	// the load run asks bin/peekshot for it. Not for production.
+	Baseline bool
 	MaxJobsPerBrowser int           // restart Chromium after this many jobs, default 500
 	Guard             *Guard        // SSRF guard, required
 	Logger            *slog.Logger  // default: discard
@@ -173,6 +183,12 @@ func New(ctx context.Context, cfg Config) (*Chromium, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if os.Getenv(BaselineEnv) == "1" {
+		cfg.Baseline = true
+	}
+	if cfg.Baseline {
+		cfg.Logger.Warn("rendering with the settings before issue 10, for a load run's comparison only", "env", BaselineEnv)
 	}
 	path, err := exec.LookPath(cfg.ChromePath)
 	if err != nil {
@@ -517,20 +533,28 @@ func (c *Chromium) allocatorOptions(sandbox bool, dir string) []chromedp.ExecAll
 	} {
 		opts = append(opts, chromedp.Flag(f, true))
 	}
+	// The WebUI omnibox popups are web pages that every new window (so
+	// every job) would load in renderers of their own: most of what a tab
+	// cost before they were turned off.
+	disabled := "Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions,LensOverlay,NetworkTimeServiceQuerying,ChromeWhatsNewUI,PrivacySandboxSettings4," +
+		"WebUIOmniboxPopup,WebUIOmniboxAimPopup,WebUIOmniboxFullPopup," +
+		// Remote ICE candidates named *.local would be resolved with
+		// multicast DNS, a packet to the local network that no proxy sees;
+		// without this feature they go to the resolver below, which
+		// refuses them.
+		"WebRtcHideLocalIpsWithMdns"
+	if !c.cfg.Baseline {
+		// Chromium keeps a spare renderer process warm for the next site,
+		// and with a browser context per job that spare is never the one
+		// used: 3.8 renderer processes started per URL render, not one.
+		// Each job still gets a renderer of its own, in its own context.
+		disabled += ",SpareRendererForSitePerProcess"
+	}
 	return append(opts,
 		chromedp.Flag("password-store", "basic"),
 		// Colours come out as the page asks, so tests can compare pixels.
 		chromedp.Flag("force-color-profile", "srgb"),
-		// The WebUI omnibox popups are web pages that every new window (so
-		// every job) would load in renderers of their own: most of what a
-		// tab cost before they were turned off.
-		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions,LensOverlay,NetworkTimeServiceQuerying,ChromeWhatsNewUI,PrivacySandboxSettings4,"+
-			"WebUIOmniboxPopup,WebUIOmniboxAimPopup,WebUIOmniboxFullPopup,"+
-			// Remote ICE candidates named *.local would be resolved with
-			// multicast DNS, a packet to the local network that no proxy
-			// sees; without this feature they go to the resolver above,
-			// which refuses them.
-			"WebRtcHideLocalIpsWithMdns"),
+		chromedp.Flag("disable-features", disabled),
 		// Every request, loopback included, goes through the guarded proxy.
 		chromedp.Flag("proxy-server", c.proxy.URL()),
 		chromedp.Flag("proxy-bypass-list", "<-loopback>"),

@@ -188,6 +188,7 @@ func (c *Chromium) renderOn(jobCtx context.Context, b *chromiumProcess, job Job)
 		jobURL:   job.URL,
 		cancel:   cancel,
 		inflight: make(map[network.RequestID]bool),
+		ignored:  make(map[network.RequestID]bool),
 		lastNet:  time.Now(),
 		loaded:   make(chan struct{}, 1),
 		live:     make(chan struct{}),
@@ -277,6 +278,7 @@ type pageRun struct {
 
 	mu        sync.Mutex
 	inflight  map[network.RequestID]bool
+	ignored   map[network.RequestID]bool // the browser's own fetches (see browserOwn)
 	lastNet   time.Time
 	forbidden error
 
@@ -292,8 +294,12 @@ func (p *pageRun) observe(ev any) {
 	switch ev := ev.(type) {
 	case *network.EventRequestWillBeSent:
 		p.mu.Lock()
-		p.inflight[ev.RequestID] = true
-		p.lastNet = time.Now()
+		if p.browserOwn(ev) {
+			p.ignored[ev.RequestID] = true
+		} else {
+			p.inflight[ev.RequestID] = true
+			p.lastNet = time.Now()
+		}
 		p.mu.Unlock()
 		// A navigation to a scheme that no loader serves (intent:, mailto:,
 		// a custom one) never reaches the interception in decide: the
@@ -334,9 +340,24 @@ func (p *pageRun) documentLive() { p.liveOnce.Do(func() { close(p.live) }) }
 
 func (p *pageRun) requestDone(id network.RequestID) {
 	p.mu.Lock()
-	delete(p.inflight, id)
-	p.lastNet = time.Now()
+	if p.ignored[id] {
+		delete(p.ignored, id)
+	} else {
+		delete(p.inflight, id)
+		p.lastNet = time.Now()
+	}
 	p.mu.Unlock()
+}
+
+// browserOwn reports a request that the browser makes for itself rather
+// than for the page: full Chromium fetches the page's icon (/favicon.ico, or
+// its <link rel=icon>) 30-75 ms after every load, type Other and initiated
+// by nothing in the page. It cannot change the picture, so the settle does
+// not wait for it (Config.Baseline does, as before).
+func (p *pageRun) browserOwn(ev *network.EventRequestWillBeSent) bool {
+	return !p.c.cfg.Baseline && ev.Type == network.ResourceTypeOther &&
+		ev.Initiator != nil && ev.Initiator.Type == network.InitiatorTypeOther &&
+		ev.FrameID == cdp.FrameID(p.tab.targetID)
 }
 
 // isTopLevel reports whether a request or response is a document of the

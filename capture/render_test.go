@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/network"
 )
 
 // Both implementations satisfy the interface the web layer uses.
@@ -300,5 +302,42 @@ func BenchmarkRender(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestSettleIgnoresTheBrowsersOwnFetches: full Chromium fetches a page's
+// icon after every load; the network-quiet bookkeeping of the settle step
+// does not wait for it (it cannot change the picture), while it does wait
+// for the page's own requests, an icon the page loads as an image included.
+func TestSettleIgnoresTheBrowsersOwnFetches(t *testing.T) {
+	for _, baseline := range []bool{false, true} {
+		const frame = "F1"
+		p := &pageRun{
+			c:        &Chromium{cfg: Config{Baseline: baseline}},
+			tab:      &tab{targetID: frame},
+			cancel:   func(error) {},
+			inflight: make(map[network.RequestID]bool),
+			ignored:  make(map[network.RequestID]bool),
+			live:     make(chan struct{}),
+		}
+		quietSince := time.Now().Add(-time.Hour)
+		p.lastNet = quietSince
+		request := func(id, url string, typ network.ResourceType, initiator network.InitiatorType) {
+			p.observe(&network.EventRequestWillBeSent{RequestID: network.RequestID(id), FrameID: frame, Type: typ,
+				Request: &network.Request{URL: url}, Initiator: &network.Initiator{Type: initiator}})
+		}
+		request("icon", "http://example.com/favicon.ico", network.ResourceTypeOther, network.InitiatorTypeOther)
+		// Counted only with the settings before issue 10.
+		if counted := p.inflight["icon"] || !p.lastNet.Equal(quietSince); counted != baseline {
+			t.Fatalf("baseline=%v: the browser's icon fetch counted as page traffic: %v", baseline, counted)
+		}
+		p.observe(&network.EventLoadingFinished{RequestID: "icon"})
+		if !baseline && (len(p.ignored) != 0 || !p.lastNet.Equal(quietSince)) {
+			t.Fatalf("the end of the icon fetch moved the bookkeeping")
+		}
+		request("img", "http://example.com/favicon.ico", network.ResourceTypeImage, network.InitiatorTypeParser)
+		if !p.inflight["img"] {
+			t.Fatalf("baseline=%v: an image of the page is not waited for", baseline)
+		}
 	}
 }
