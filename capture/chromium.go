@@ -74,10 +74,10 @@ type Config struct {
 	// one run (with PEEKSHOT_CHROME=/usr/bin/chromium for the browser of
 	// then). New also sets it when PEEKSHOT_RENDER_BASELINE=1, which is how
 	// the load run asks bin/peekshot for it. Not for production.
-	Baseline bool
-	MaxJobsPerBrowser int           // restart Chromium after this many jobs, default 500
-	Guard             *Guard        // SSRF guard, required
-	Logger            *slog.Logger  // default: discard
+	Baseline          bool
+	MaxJobsPerBrowser int          // restart Chromium after this many jobs, default 500
+	Guard             *Guard       // SSRF guard, required
+	Logger            *slog.Logger // default: discard
 }
 
 // Chromium renders jobs with one long-lived headless Chromium, a new tab (in
