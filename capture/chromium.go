@@ -68,22 +68,24 @@ type Config struct {
 	AccountQueueSize  int           // jobs one account (Job.Account) may have waiting, default QueueSize/4; beyond that ErrAccountBusy
 	Timeout           time.Duration // per job, counting queue wait and render, default 30s
 	UnresponsiveAfter time.Duration // stop a page whose main thread does not answer for this long, default 8s
+	MaxJobsPerBrowser int           // restart Chromium after this many jobs, default 500
+	Guard             *Guard        // SSRF guard, required
+	Logger            *slog.Logger  // default: discard
+
 	// Baseline renders with the settings before issue 10 (a spare renderer
 	// process kept warm; the browser's own favicon fetch waited for before
 	// the capture), so that the load run can compare them with today's in
 	// one run (with PEEKSHOT_CHROME=/usr/bin/chromium for the browser of
 	// then). New also sets it when PEEKSHOT_RENDER_BASELINE=1, which is how
 	// the load run asks bin/peekshot for it. Not for production.
-	Baseline          bool
-	MaxJobsPerBrowser int          // restart Chromium after this many jobs, default 500
-	Guard             *Guard       // SSRF guard, required
-	Logger            *slog.Logger // default: discard
+	Baseline bool
 }
 
 // Chromium renders jobs with one long-lived headless Chromium, a new tab (in
 // its own browser context) per job, a fixed number of render slots and a
-// bounded queue that is fair between accounts (see queue). It restarts the browser when it crashes and after
-// MaxJobsPerBrowser jobs. It is safe for concurrent use.
+// bounded queue that is fair between accounts (see queue). It restarts the
+// browser when it crashes and after MaxJobsPerBrowser jobs. It is safe for
+// concurrent use.
 type Chromium struct {
 	cfg   Config
 	log   *slog.Logger
