@@ -4,6 +4,9 @@
 GO        ?= go
 BIN       := bin/peekshot
 CHROMIUM  ?= /usr/bin/chromium
+# The renderer's browser (capture.HeadlessShellPath); CHROMIUM runs the
+# dashboard's browser tests and the load run's baseline.
+HEADLESS_SHELL ?= /usr/lib/chromium/chromium-headless-shell
 PKGS      := ./...
 
 .PHONY: build run test generate fmt vet chromium screenshots vendor-htmx clean soak bench load
@@ -11,9 +14,10 @@ PKGS      := ./...
 build: generate
 	$(GO) build -trimpath -o $(BIN) ./cmd/peekshot
 
-# Starts the server on :8080 with its database in data/peekshot.db.
+# Starts the server on :8080 with its database in data/peekshot.db. It
+# renders with chromium-headless-shell unless PEEKSHOT_CHROME says otherwise.
 run: chromium build
-	PEEKSHOT_CHROME=$(CHROMIUM) ./$(BIN) serve
+	./$(BIN) serve
 
 test: chromium generate
 	$(GO) vet $(PKGS)
@@ -59,7 +63,7 @@ bench: chromium generate
 # next to direct chromedp renders, in about two minutes. See
 # docs/performance.md.
 load: chromium build
-	$(GO) run ./cmd/peekshot-load -bin $(BIN) -chrome $(CHROMIUM)
+	$(GO) run ./cmd/peekshot-load -bin $(BIN) -chrome $(HEADLESS_SHELL)
 
 generate:
 	$(GO) tool templ generate -log-level error
@@ -71,16 +75,21 @@ fmt:
 vet:
 	$(GO) vet $(PKGS)
 
-# Installs Debian's Chromium when it is missing (as root, through apt-get);
-# otherwise says exactly what to install.
+# Installs Debian's chromium-headless-shell (the renderer) and chromium (the
+# dashboard's browser tests) when either is missing (as root, through
+# apt-get); otherwise says exactly what to install.
 chromium:
-	@if [ ! -x "$(CHROMIUM)" ]; then \
+	@missing=""; \
+	[ -x "$(HEADLESS_SHELL)" ] || missing="$$missing chromium-headless-shell"; \
+	[ -x "$(CHROMIUM)" ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "Installing Chromium (apt-get install chromium)…"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+			echo "Installing$$missing (apt-get install$$missing)…"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "Chromium is missing at $(CHROMIUM). Install it with: sudo apt-get install chromium"; \
-			echo "(or point CHROMIUM=/path/to/chromium at another build)"; exit 1; \
+			echo "Missing:$$missing. Install with: sudo apt-get install$$missing"; \
+			echo "(PeekShot renders with $(HEADLESS_SHELL); the browser tests use $(CHROMIUM);"; \
+			echo " HEADLESS_SHELL=... and CHROMIUM=... point at other builds)"; exit 1; \
 		fi; \
 	fi
 

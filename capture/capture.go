@@ -17,6 +17,13 @@
 //   - Each tab intercepts its requests (the Fetch domain) to refuse schemes
 //     that never reach a proxy (file:, chrome:, ...) and to tell a refused
 //     main document or redirect from one that is merely unreachable.
+//
+// Nothing else leaves the browser: Chromium resolves no host name itself
+// (so it sends no DNS query), and WebRTC may use no UDP that bypasses a
+// proxy, so it can only use TCP through the guarded one; remote ICE
+// candidates named *.local are not resolved by multicast DNS. The policy is
+// a switch for the headless shell and a profile preference for full
+// Chromium, which ignores the switch (see allocatorOptions).
 package capture
 
 import (
@@ -38,6 +45,15 @@ var (
 	ErrUnavailable = errors.New("renderer unavailable")
 	// ErrBusy means every render slot is taken and the queue is full.
 	ErrBusy = errors.New("renderer busy")
+	// ErrAccountBusy means the job's account already has as many jobs
+	// waiting as one account may, while other accounts' jobs still get in.
+	// It wraps ErrBusy.
+	ErrAccountBusy = fmt.Errorf("%w for this account", ErrBusy)
+	// ErrPageUnresponsive means the page's main thread did not answer for
+	// Config.UnresponsiveAfter (a script that never yields, before or after
+	// the load event), so the job was stopped before its deadline. It wraps
+	// ErrTimeout.
+	ErrPageUnresponsive = fmt.Errorf("%w: the page's main thread stopped answering", ErrTimeout)
 	// ErrTargetUnreachable means the page itself could not be loaded: its
 	// host does not resolve, refuses the connection, or the navigation was
 	// aborted (for example by a download).
@@ -56,12 +72,39 @@ type RendererFunc func(ctx context.Context, job Job) (Image, error)
 // Render calls f.
 func (f RendererFunc) Render(ctx context.Context, job Job) (Image, error) { return f(ctx, job) }
 
-// Job is one render request: exactly one of URL and HTML is set.
+// Job is one render request: exactly one of URL and HTML is set. Account is
+// whose job it is, for the fair queue: jobs of one account wait in one line
+// (0 is an account like any other).
 type Job struct {
 	URL     string
 	HTML    string
 	Options Options
+	Account int64
+	// AllowHost, when set, says which hosts the page itself may be: the
+	// job's URL and every top-level navigation (redirects, location,
+	// meta refresh, links). Others end the job with a *NotAllowedError.
+	// Sub-resources are not asked. The guard applies whatever it says.
+	AllowHost func(host string) bool
 }
+
+// ErrTargetNotAllowed means the page, or a page it went to, is not one
+// the job's AllowHost allows.
+var ErrTargetNotAllowed = errors.New("target not allowed for this job")
+
+// NotAllowedError names the host a job's AllowHost refused.
+type NotAllowedError struct {
+	Host string
+	URL  string // where the page went, when that was not the job's URL
+}
+
+func (e *NotAllowedError) Error() string {
+	if e.URL != "" {
+		return fmt.Sprintf("the page went to %s, whose host %s is not allowed", truncate(e.URL, 200), e.Host)
+	}
+	return fmt.Sprintf("%s is not allowed", e.Host)
+}
+
+func (e *NotAllowedError) Unwrap() error { return ErrTargetNotAllowed }
 
 // Image is a rendered image. Width and Height are its size in pixels, that is
 // the CSS size times the device scale factor.
@@ -70,6 +113,11 @@ type Image struct {
 	ContentType string
 	Width       int
 	Height      int
+	// CSSHeight is the height captured, in CSS pixels. Clipped says that the
+	// page, or the viewport, was taller than that: capped by
+	// MaxFullPageHeight, by MaxImagePixels or by what WebP can hold.
+	CSSHeight int
+	Clipped   bool
 }
 
 // Bounds of the render options (SPEC §4).
@@ -84,6 +132,13 @@ const (
 	DefaultHeight      = 720
 	DefaultQuality     = 80
 	DefaultDeviceScale = 1.0
+	// MaxImagePixels bounds an image in device pixels (width × height ×
+	// scale²); a taller capture is clipped at the bottom. Chromium cannot
+	// capture 2 GiB of bitmap (512 Mi pixels: "Unable to capture
+	// screenshot") and needs about 20 s to encode 250 million pixels as PNG
+	// on one core, so half a render timeout; 64 Mi pixels take 3-4 s (PNG,
+	// JPEG) to 9 s (WebP). A 3840 × 16384 page at scale 1 fits.
+	MaxImagePixels = 1 << 26
 )
 
 // Image formats.

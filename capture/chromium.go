@@ -11,17 +11,45 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 )
 
+// The browsers PeekShot renders with by default, in order of preference
+// (SPEC §5). Debian's chromium-headless-shell is the old headless shell,
+// without the browser UI that full Chromium runs even when headless: a
+// render costs it less than half the CPU. Its real binary is used, because
+// the /usr/bin/chromium-headless-shell script starts it without exec, so
+// stopping the script would leave the browser running.
+const (
+	HeadlessShellPath = "/usr/lib/chromium/chromium-headless-shell"
+	FullChromiumPath  = "/usr/bin/chromium"
+)
+
+// DefaultChromePath is the browser Config.ChromePath defaults to:
+// chromium-headless-shell where it is installed, else chromium.
+func DefaultChromePath() string {
+	if st, err := os.Stat(HeadlessShellPath); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+		return HeadlessShellPath
+	}
+	return FullChromiumPath
+}
+
+// BaselineEnv set to 1 makes New render with Config.Baseline.
+const BaselineEnv = "PEEKSHOT_RENDER_BASELINE"
+
 // Defaults of Config.
 const (
-	DefaultChromePath        = "/usr/bin/chromium"
 	DefaultConcurrency       = 2
 	DefaultTimeout           = 30 * time.Second
 	DefaultMaxJobsPerBrowser = 500
+	// DefaultUnresponsiveAfter is how long a page's main thread may go
+	// without answering before the job is stopped (ErrPageUnresponsive):
+	// far longer than any task of a page that means to finish, and well
+	// before DefaultTimeout.
+	DefaultUnresponsiveAfter = 8 * time.Second
 )
 
 const (
@@ -34,26 +62,36 @@ const (
 
 // Config configures Chromium.
 type Config struct {
-	ChromePath        string        // default /usr/bin/chromium
+	ChromePath        string        // default DefaultChromePath()
 	Concurrency       int           // concurrent renders, default 2
 	QueueSize         int           // jobs that may wait for a slot, default 8×Concurrency; beyond that ErrBusy
+	AccountQueueSize  int           // jobs one account (Job.Account) may have waiting, default QueueSize/4; beyond that ErrAccountBusy
 	Timeout           time.Duration // per job, counting queue wait and render, default 30s
+	UnresponsiveAfter time.Duration // stop a page whose main thread does not answer for this long, default 8s
 	MaxJobsPerBrowser int           // restart Chromium after this many jobs, default 500
 	Guard             *Guard        // SSRF guard, required
 	Logger            *slog.Logger  // default: discard
+
+	// Baseline renders with the settings before issue 10 (a spare renderer
+	// process kept warm; the browser's own favicon fetch waited for before
+	// the capture), so that the load run can compare them with today's in
+	// one run (with PEEKSHOT_CHROME=/usr/bin/chromium for the browser of
+	// then). New also sets it when PEEKSHOT_RENDER_BASELINE=1, which is how
+	// the load run asks bin/peekshot for it. Not for production.
+	Baseline bool
 }
 
 // Chromium renders jobs with one long-lived headless Chromium, a new tab (in
 // its own browser context) per job, a fixed number of render slots and a
-// bounded queue. It restarts the browser when it crashes and after
-// MaxJobsPerBrowser jobs. It is safe for concurrent use.
+// bounded queue that is fair between accounts (see queue). It restarts the
+// browser when it crashes and after MaxJobsPerBrowser jobs. It is safe for
+// concurrent use.
 type Chromium struct {
 	cfg   Config
 	log   *slog.Logger
 	proxy *proxy
 
-	admit chan struct{} // a token per job running or waiting: Concurrency+QueueSize
-	slots chan struct{} // a token per running job: Concurrency
+	queue *queue // the render slots and the jobs waiting for them
 
 	stop           chan struct{}   // closed by Close: queued jobs give up
 	shutdown       context.Context // canceled when Close stops waiting for jobs
@@ -67,6 +105,7 @@ type Chromium struct {
 	browsers map[*chromiumProcess]bool // every browser process not yet stopped
 	starts   int                       // browsers started so far
 	workDir  string                    // this process's Chromium files (see workdir.go)
+	version  string                    // product and version of the last browser started
 	sandbox  bool                      // start Chromium with its sandbox
 	jobs     sync.WaitGroup            // Render calls in flight
 	warmed   *sync.Cond                // signalled when a tab opened ahead of demand is done
@@ -124,13 +163,19 @@ func New(ctx context.Context, cfg Config) (*Chromium, error) {
 		return nil, errors.New("capture: Config.Guard is required")
 	}
 	if cfg.ChromePath == "" {
-		cfg.ChromePath = DefaultChromePath
+		cfg.ChromePath = DefaultChromePath()
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 8 * cfg.Concurrency
+	}
+	if cfg.AccountQueueSize <= 0 {
+		cfg.AccountQueueSize = max(cfg.QueueSize/4, 1)
+	}
+	if cfg.UnresponsiveAfter <= 0 {
+		cfg.UnresponsiveAfter = DefaultUnresponsiveAfter
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
@@ -141,9 +186,15 @@ func New(ctx context.Context, cfg Config) (*Chromium, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if os.Getenv(BaselineEnv) == "1" {
+		cfg.Baseline = true
+	}
+	if cfg.Baseline {
+		cfg.Logger.Warn("rendering with the settings before issue 10, for a load run's comparison only", "env", BaselineEnv)
+	}
 	path, err := exec.LookPath(cfg.ChromePath)
 	if err != nil {
-		return nil, fmt.Errorf("Chromium not found at %s: install it with `apt-get install chromium` or set PEEKSHOT_CHROME", cfg.ChromePath)
+		return nil, fmt.Errorf("Chromium not found at %s: install it with `apt-get install chromium-headless-shell chromium` or set PEEKSHOT_CHROME", cfg.ChromePath)
 	}
 	cfg.ChromePath = path
 
@@ -161,8 +212,7 @@ func New(ctx context.Context, cfg Config) (*Chromium, error) {
 		cfg:            cfg,
 		log:            cfg.Logger,
 		proxy:          p,
-		admit:          make(chan struct{}, cfg.Concurrency+cfg.QueueSize),
-		slots:          make(chan struct{}, cfg.Concurrency),
+		queue:          newQueue(cfg.Concurrency, cfg.QueueSize, cfg.AccountQueueSize),
 		stop:           make(chan struct{}),
 		shutdown:       shutdown,
 		cancelShutdown: cancelShutdown,
@@ -217,23 +267,15 @@ func (c *Chromium) Render(ctx context.Context, job Job) (Image, error) {
 		if err := c.cfg.Guard.CheckURL(jobCtx, job.URL); err != nil {
 			return Image{}, c.jobError(err, ctx, jobCtx, nil)
 		}
+		if host := hostOf(job.URL); job.AllowHost != nil && !job.AllowHost(host) {
+			return Image{}, &NotAllowedError{Host: host}
+		}
 	}
 
-	select {
-	case c.admit <- struct{}{}:
-	default:
-		return Image{}, fmt.Errorf("%w: %d renders running and %d waiting", ErrBusy, c.cfg.Concurrency, c.cfg.QueueSize)
+	if err := c.queue.acquire(jobCtx, job.Account, c.stop); err != nil {
+		return Image{}, c.jobError(err, ctx, jobCtx, nil)
 	}
-	defer func() { <-c.admit }()
-
-	select {
-	case c.slots <- struct{}{}:
-	case <-jobCtx.Done():
-		return Image{}, c.jobError(jobCtx.Err(), ctx, jobCtx, nil)
-	case <-c.stop:
-		return Image{}, errShutDown
-	}
-	defer func() { <-c.slots }()
+	defer c.queue.release(job.Account)
 
 	b, err := c.acquire(jobCtx)
 	if err != nil {
@@ -255,7 +297,8 @@ var errShutDown = fmt.Errorf("%w: the renderer is shut down", ErrUnavailable)
 func (c *Chromium) jobError(err error, callerCtx, jobCtx context.Context, b *chromiumProcess) error {
 	switch {
 	case errors.Is(err, ErrForbiddenTarget), errors.Is(err, ErrUnavailable),
-		errors.Is(err, ErrTargetUnreachable), errors.Is(err, ErrBusy):
+		errors.Is(err, ErrTargetUnreachable), errors.Is(err, ErrBusy),
+		errors.Is(err, ErrPageUnresponsive), errors.Is(err, ErrTargetNotAllowed):
 		return err
 	case b != nil && b.lost():
 		return fmt.Errorf("%w: Chromium stopped during the render", ErrUnavailable)
@@ -396,6 +439,10 @@ func (c *Chromium) launchWith(sandbox bool) (*chromiumProcess, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := writeProfilePreferences(filepath.Join(dir, "profile")); err != nil {
+		removeBrowserDir(dir)
+		return nil, err
+	}
 	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), c.allocatorOptions(sandbox, dir)...)
 	logf := func(format string, args ...any) { c.log.Debug("chromedp: " + fmt.Sprintf(format, args...)) }
 	bctx, bcancel := chromedp.NewContext(allocCtx, chromedp.WithLogf(logf), chromedp.WithErrorf(logf))
@@ -423,12 +470,20 @@ func (c *Chromium) launchWith(sandbox bool) (*chromiumProcess, error) {
 	if p := session.Process(); p != nil {
 		b.pid = p.Pid
 	}
+	vctx, cancel := context.WithTimeout(bctx, browserStartTimeout)
+	v, err := chromedp.CallBrowser(vctx, browser.GetVersion, cdp.Empty{})
+	cancel()
+	if err != nil {
+		b.release()
+		return nil, fmt.Errorf("start Chromium (%s): ask its version: %w", c.cfg.ChromePath, err)
+	}
 	c.mu.Lock()
 	c.browsers[b] = true
 	c.starts++
+	c.version = v.Product
 	c.mu.Unlock()
 	c.bg.Go(func() { c.watch(b) })
-	c.log.Info("Chromium started", "pid", b.pid)
+	c.log.Info("Chromium started", "pid", b.pid, "version", v.Product)
 	return b, nil
 }
 
@@ -483,24 +538,65 @@ func (c *Chromium) allocatorOptions(sandbox bool, dir string) []chromedp.ExecAll
 	} {
 		opts = append(opts, chromedp.Flag(f, true))
 	}
+	// The WebUI omnibox popups are web pages that every new window (so
+	// every job) would load in renderers of their own: most of what a tab
+	// cost before they were turned off.
+	disabled := "Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions,LensOverlay,NetworkTimeServiceQuerying,ChromeWhatsNewUI,PrivacySandboxSettings4," +
+		"WebUIOmniboxPopup,WebUIOmniboxAimPopup,WebUIOmniboxFullPopup," +
+		// Remote ICE candidates named *.local would be resolved with
+		// multicast DNS, a packet to the local network that no proxy sees;
+		// without this feature they go to the resolver below, which
+		// refuses them.
+		"WebRtcHideLocalIpsWithMdns"
+	if !c.cfg.Baseline {
+		// Chromium keeps a spare renderer process warm for the next site,
+		// and with a browser context per job that spare is never the one
+		// used: 3.8 renderer processes started per URL render, not one.
+		// Each job still gets a renderer of its own, in its own context.
+		disabled += ",SpareRendererForSitePerProcess"
+	}
 	return append(opts,
 		chromedp.Flag("password-store", "basic"),
 		// Colours come out as the page asks, so tests can compare pixels.
 		chromedp.Flag("force-color-profile", "srgb"),
-		// The WebUI omnibox popups are web pages that every new window (so
-		// every job) would load in renderers of their own: most of what a
-		// tab cost before they were turned off.
-		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions,LensOverlay,NetworkTimeServiceQuerying,ChromeWhatsNewUI,PrivacySandboxSettings4,"+
-			"WebUIOmniboxPopup,WebUIOmniboxAimPopup,WebUIOmniboxFullPopup"),
+		chromedp.Flag("disable-features", disabled),
 		// Every request, loopback included, goes through the guarded proxy.
 		chromedp.Flag("proxy-server", c.proxy.URL()),
 		chromedp.Flag("proxy-bypass-list", "<-loopback>"),
-		// WebRTC could otherwise send UDP around the proxy.
-		chromedp.Flag("force-webrtc-ip-handling-policy", "disable_non_proxied_udp"),
+		// Chromium resolves no name itself, so no DNS query leaves it: the
+		// proxy resolves every host it is asked for (through the guard).
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE "+proxyHost),
+		// WebRTC sends no UDP, only TCP through the proxy (see
+		// webrtcPreferences for full Chromium, which ignores this switch).
+		chromedp.Flag("force-webrtc-ip-handling-policy", webrtcPolicy),
 		// A page that hogs memory crashes its own renderer early instead of
 		// starving the machine.
 		chromedp.Flag("js-flags", "--max-old-space-size=512"),
 	)
+}
+
+// webrtcPolicy is the WebRTC IP handling policy of every page: no UDP that
+// does not go through a proxy. PeekShot's proxy carries no UDP, so WebRTC
+// can only use TCP through it, where the guard checks every address.
+const webrtcPolicy = "disable_non_proxied_udp"
+
+// webrtcPreferences sets webrtcPolicy as a profile preference. The headless
+// shell takes the policy from --force-webrtc-ip-handling-policy, which full
+// Chromium does not know (it has no such switch), while full Chromium reads
+// the preference, also in the browser contexts each job gets.
+const webrtcPreferences = `{"webrtc":{"ip_handling_policy":"` + webrtcPolicy + `"}}`
+
+// writeProfilePreferences writes the preferences of a new profile before its
+// browser starts.
+func writeProfilePreferences(profile string) error {
+	dir := filepath.Join(profile, "Default")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("write Chromium preferences: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Preferences"), []byte(webrtcPreferences), 0o600); err != nil {
+		return fmt.Errorf("write Chromium preferences: %w", err)
+	}
+	return nil
 }
 
 // Close waits for jobs in flight (up to the job timeout), then stops every
@@ -579,6 +675,15 @@ func (c *Chromium) OpenTabs(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// Browser is the browser binary c renders with and its product and
+// version as the browser reports them (e.g. "HeadlessChrome/156.0.8078.114"),
+// for the start-up log.
+func (c *Chromium) Browser() (path, version string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg.ChromePath, c.version
+}
+
 // BrowserPID is the process id of the browser that takes new jobs, or 0.
 // Load and crash tests use it.
 func (c *Chromium) BrowserPID() int {
@@ -601,8 +706,7 @@ type Stats struct {
 
 // Stats returns the current load of c.
 func (c *Chromium) Stats() Stats {
-	running := len(c.slots)
-	waiting := max(len(c.admit)-running, 0)
+	running, waiting := c.queue.counts()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := Stats{Running: running, Waiting: waiting, Restarts: max(c.starts-1, 0)}

@@ -52,18 +52,33 @@ func NewGuard(cfg GuardConfig) *Guard {
 }
 
 // ForbiddenError says why a target was refused. Its message is meant for the
-// user, e.g. "example.internal resolves to 10.0.0.5, a private address".
+// user, e.g. "example.internal resolves to 10.0.0.5, a private address", or
+// "the page went to intent://x: intent: URLs cannot be rendered".
 type ForbiddenError struct {
-	Host   string     // the host as the URL named it (canonical form)
-	Addr   netip.Addr // the refused address
-	Reason string     // e.g. "a private address"
+	Host   string     // the host as the URL named it (canonical form); empty when the URL was refused for its scheme
+	Addr   netip.Addr // the refused address, when one was resolved
+	Reason string     // e.g. "a private address", or the whole reason when Host is empty
+	// URL is where the page itself went (a redirect, a meta refresh, a
+	// script, a link), when that and not the job's own URL was refused.
+	URL string
 }
 
 func (e *ForbiddenError) Error() string {
-	if e.Host == e.Addr.String() {
-		return fmt.Sprintf("%s is %s", e.Host, e.Reason)
+	var why string
+	switch {
+	case e.Host == "":
+		why = e.Reason
+	case !e.Addr.IsValid():
+		why = fmt.Sprintf("%s resolves to %s", e.Host, e.Reason)
+	case e.Host == e.Addr.String():
+		why = fmt.Sprintf("%s is %s", e.Host, e.Reason)
+	default:
+		why = fmt.Sprintf("%s resolves to %s, %s", e.Host, e.Addr, e.Reason)
 	}
-	return fmt.Sprintf("%s resolves to %s, %s", e.Host, e.Addr, e.Reason)
+	if e.URL != "" {
+		return fmt.Sprintf("the page went to %s: %s", truncate(e.URL, 200), why)
+	}
+	return why
 }
 
 func (e *ForbiddenError) Unwrap() error { return ErrForbiddenTarget }

@@ -49,8 +49,19 @@ func TestMain(m *testing.M) {
 // browser tests are part of the product's tests.
 func requireChromium(t testing.TB) {
 	t.Helper()
-	if _, err := os.Stat(DefaultChromePath); err != nil {
-		t.Fatalf("install Chromium: apt-get install chromium (%v)", err)
+	requireBrowser(t, DefaultChromePath())
+}
+
+// requireBrowser fails when the browser at path is missing, saying which
+// Debian package has it.
+func requireBrowser(t testing.TB, path string) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		pkg := "chromium"
+		if path == HeadlessShellPath {
+			pkg = "chromium-headless-shell"
+		}
+		t.Fatalf("%s is missing: install it with apt-get install %s (%v)", path, pkg, err)
 	}
 }
 

@@ -94,3 +94,37 @@ func TestJobValidate(t *testing.T) {
 		t.Errorf("HTML job: %v", err)
 	}
 }
+
+// TestCaptureHeight: over every width, scale and format the bounds allow, a
+// capture stays within MaxImagePixels and what its format can hold, keeps
+// all of a page that fits, and always keeps a sensible height.
+func TestCaptureHeight(t *testing.T) {
+	for _, width := range []int{MinViewport, 1280, 1921, MaxViewport} {
+		for _, scale := range []float64{1, 1.25, 1.5, 2, 2.75, 3} {
+			for _, format := range []string{FormatPNG, FormatJPEG, FormatWebP} {
+				for _, full := range []bool{false, true} {
+					for _, tall := range []float64{MinViewport, 720, MaxViewport, MaxFullPageHeight, 100_000} {
+						if !full && tall > MaxViewport {
+							continue // a viewport is at most MaxViewport high
+						}
+						o := Options{Width: width, Height: MinViewport, DeviceScaleFactor: scale, Format: format, FullPage: full}
+						h := captureHeight(o, tall)
+						devW, devH := math.Ceil(float64(width)*scale), math.Ceil(h*scale)
+						switch {
+						case devW*devH > MaxImagePixels:
+							t.Errorf("%+v, %v tall: %v×%v device pixels, over %d", o, tall, devW, devH, MaxImagePixels)
+						case format == FormatWebP && devH > maxWebPSide:
+							t.Errorf("%+v, %v tall: %v rows, more than WebP holds", o, tall, devH)
+						case full && h > MaxFullPageHeight:
+							t.Errorf("%+v, %v tall: %v CSS pixels, over the full page cap", o, tall, h)
+						case h < 1000 && h < tall:
+							t.Errorf("%+v, %v tall: clipped to %v CSS pixels", o, tall, h)
+						case scale == 1 && format != FormatWebP && h < min(tall, MaxFullPageHeight):
+							t.Errorf("%+v, %v tall: clipped to %v at scale 1", o, tall, h)
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -25,6 +25,9 @@ const refusedHeader = "X-Peekshot-Refused"
 // unreachableHeader marks the proxy's own 502 answers in the same way.
 const unreachableHeader = "X-Peekshot-Unreachable"
 
+// proxyHost is the proxy's address, the only host Chromium connects to.
+const proxyHost = "127.0.0.1"
+
 const (
 	proxyDialTimeout = 10 * time.Second
 	// proxyCloseWait bounds how long Close waits for handlers to return.
@@ -58,7 +61,7 @@ func startProxy(g *Guard, log *slog.Logger) (*proxy, error) {
 	if _, err := rand.Read(tok); err != nil {
 		return nil, fmt.Errorf("proxy token: %w", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", proxyHost+":0")
 	if err != nil {
 		return nil, fmt.Errorf("start proxy: %w", err)
 	}

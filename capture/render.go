@@ -183,13 +183,17 @@ func (c *Chromium) renderOn(jobCtx context.Context, b *chromiumProcess, job Job)
 	defer stop()
 
 	pg := &pageRun{
-		c:        c,
-		tab:      t,
-		cancel:   cancel,
-		inflight: make(map[network.RequestID]bool),
-		lastNet:  time.Now(),
-		loaded:   make(chan struct{}, 1),
-		opening:  time.Since(openStart),
+		c:         c,
+		tab:       t,
+		jobURL:    job.URL,
+		allowHost: job.AllowHost,
+		cancel:    cancel,
+		inflight:  make(map[network.RequestID]bool),
+		ignored:   make(map[network.RequestID]bool),
+		lastNet:   time.Now(),
+		loaded:    make(chan struct{}, 1),
+		live:      make(chan struct{}),
+		opening:   time.Since(openStart),
 	}
 	if err := chromedp.Listen(ctx, pg.observe); err != nil {
 		return Image{}, fmt.Errorf("listen: %w", err)
@@ -201,33 +205,90 @@ func (c *Chromium) renderOn(jobCtx context.Context, b *chromiumProcess, job Job)
 	helpers.Go(func() { pg.dismissDialogs(ctx, dialogs) })
 	helpers.Go(func() { pg.interceptRequests(ctx, paused, &helpers) })
 	helpers.Go(func() { pg.closePopups(ctx, created) })
+	helpers.Go(func() { pg.watchMainThread(ctx) })
 
 	img, err := pg.render(ctx, job)
+	// A page that went somewhere the guard refuses is refused as a whole,
+	// even when something could be captured: what it showed was the
+	// browser's error page, and a refused job costs nothing.
+	if fe := pg.forbiddenErr(); fe != nil {
+		return Image{}, fe
+	}
 	if err != nil {
-		if errors.Is(context.Cause(ctx), errPageCrashed) {
-			return Image{}, errPageCrashed
-		}
-		if fe := pg.forbiddenErr(); fe != nil {
-			return Image{}, fe
+		if cause := context.Cause(ctx); errors.Is(cause, errPageCrashed) || errors.Is(cause, ErrPageUnresponsive) {
+			return Image{}, cause
 		}
 		return Image{}, err
 	}
 	return img, nil
 }
 
+// Probing the page's main thread (see watchMainThread).
+const (
+	// probeAfter is when the first probe goes: most renders are done
+	// before, and pay nothing for it.
+	probeAfter = time.Second
+	// probeEvery is the pause between a probe's answer and the next probe.
+	probeEvery = 500 * time.Millisecond
+)
+
+// watchMainThread stops the job when the page's main thread does not
+// answer a trivial evaluation for Config.UnresponsiveAfter: a script that
+// never yields, such as while(true){}, keeps the page from ever loading or
+// being captured, and would otherwise hold its render slot and burn a CPU
+// until the job's deadline. A page that is merely slow (long but finite
+// scripts, a page that keeps loading) still answers and runs to its
+// deadline. Probes start once the job's document exists: before a URL's
+// page commits, there is no page to answer them (a slow server is not a
+// busy page).
+func (p *pageRun) watchMainThread(ctx context.Context) {
+	select {
+	case <-p.live:
+	case <-ctx.Done():
+		return
+	}
+	if sleep(ctx, probeAfter) != nil {
+		return
+	}
+	limit := p.c.cfg.UnresponsiveAfter
+	for {
+		pctx, cancel := context.WithTimeout(ctx, limit)
+		_, err := chromedp.Call(pctx, runtime.Evaluate, runtime.EvaluateParams{Expression: "0"})
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, context.DeadlineExceeded):
+			p.c.log.Info("stopped a page whose main thread stopped answering", "after", limit)
+			p.cancel(fmt.Errorf("%w: its scripts kept it busy for %s without a break", ErrPageUnresponsive, limit))
+			return
+		}
+		// An answer, or an error of a page between documents: it is alive.
+		if sleep(ctx, probeEvery) != nil {
+			return
+		}
+	}
+}
+
 // pageRun is the state of one render while its page loads.
 type pageRun struct {
 	c      *Chromium
 	tab    *tab
-	cancel context.CancelCauseFunc
+	jobURL string // the job's URL, or "" for HTML
+	// allowHost is the job's AllowHost: which hosts the page may be.
+	allowHost func(host string) bool
+	cancel    context.CancelCauseFunc
 
 	mu        sync.Mutex
 	inflight  map[network.RequestID]bool
+	ignored   map[network.RequestID]bool // the browser's own fetches (see browserOwn)
 	lastNet   time.Time
 	forbidden error
 
-	loaded  chan struct{} // receives a value per load event of the page
-	opening time.Duration // how long the tab took to open
+	loaded   chan struct{} // receives a value per load event of the page
+	live     chan struct{} // closed once the job's document exists (see watchMainThread)
+	liveOnce sync.Once
+	opening  time.Duration // how long the tab took to open
 }
 
 // observe sees every event of the tab, in order, on chromedp's reading
@@ -236,13 +297,36 @@ func (p *pageRun) observe(ev any) {
 	switch ev := ev.(type) {
 	case *network.EventRequestWillBeSent:
 		p.mu.Lock()
-		p.inflight[ev.RequestID] = true
-		p.lastNet = time.Now()
+		if p.browserOwn(ev) {
+			p.ignored[ev.RequestID] = true
+		} else {
+			p.inflight[ev.RequestID] = true
+			p.lastNet = time.Now()
+		}
 		p.mu.Unlock()
+		// A navigation to a scheme that no loader serves (intent:, mailto:,
+		// a custom one) never reaches the interception in decide: the
+		// browser would hand it to another program and the page would wait
+		// for a load that never comes.
+		if ev.Request != nil && p.isTopLevel(ev.Type, ev.FrameID) {
+			if fe := p.refusedScheme(ev.Request.URL, true); fe != nil {
+				p.refuse(fe)
+			}
+		}
 	case *network.EventLoadingFinished:
 		p.requestDone(ev.RequestID)
 	case *network.EventLoadingFailed:
 		p.requestDone(ev.RequestID)
+	case *network.EventResponseReceived:
+		// The proxy refused a page that passed the check in decide (its
+		// host resolved elsewhere when the proxy asked: DNS rebinding).
+		if p.isTopLevel(ev.Type, ev.FrameID) && ev.Response != nil && headerValue(ev.Response.Headers, refusedHeader) == p.c.proxy.token {
+			p.refuse(p.named(ev.Response.URL, &ForbiddenError{Host: hostOf(ev.Response.URL), Reason: "a blocked address"}))
+		}
+	case *page.EventFrameNavigated:
+		if ev.Frame != nil && ev.Frame.ID == cdp.FrameID(p.tab.targetID) {
+			p.documentLive()
+		}
 	case *page.EventLoadEventFired:
 		select {
 		case p.loaded <- struct{}{}:
@@ -253,19 +337,66 @@ func (p *pageRun) observe(ev any) {
 	}
 }
 
+// documentLive notes that the job's document exists: a URL's page has
+// committed, or HTML is being written into the tab's blank page.
+func (p *pageRun) documentLive() { p.liveOnce.Do(func() { close(p.live) }) }
+
 func (p *pageRun) requestDone(id network.RequestID) {
 	p.mu.Lock()
-	delete(p.inflight, id)
-	p.lastNet = time.Now()
+	if p.ignored[id] {
+		delete(p.ignored, id)
+	} else {
+		delete(p.inflight, id)
+		p.lastNet = time.Now()
+	}
 	p.mu.Unlock()
 }
 
-func (p *pageRun) setForbidden(err error) {
+// browserOwn reports a request that the browser makes for itself rather
+// than for the page: full Chromium fetches the page's icon (/favicon.ico, or
+// its <link rel=icon>) 30-75 ms after every load, type Other and initiated
+// by nothing in the page. It cannot change the picture, so the settle does
+// not wait for it (Config.Baseline does, as before).
+func (p *pageRun) browserOwn(ev *network.EventRequestWillBeSent) bool {
+	return !p.c.cfg.Baseline && ev.Type == network.ResourceTypeOther &&
+		ev.Initiator != nil && ev.Initiator.Type == network.InitiatorTypeOther &&
+		ev.FrameID == cdp.FrameID(p.tab.targetID)
+}
+
+// isTopLevel reports whether a request or response is a document of the
+// tab's own top-level frame: the page itself, a redirect of it, or a
+// navigation it made.
+func (p *pageRun) isTopLevel(typ network.ResourceType, frame cdp.FrameID) bool {
+	return typ == network.ResourceTypeDocument && frame == cdp.FrameID(p.tab.targetID)
+}
+
+// refuse ends the job at once because its page went where the guard
+// refuses: it is answered ErrForbiddenTarget whatever the page does next.
+// It neither blocks nor sends commands, so observe may call it.
+func (p *pageRun) refuse(err error) {
 	p.mu.Lock()
 	if p.forbidden == nil {
 		p.forbidden = err
 	}
 	p.mu.Unlock()
+	p.cancel(err)
+}
+
+// notAllowed refuses a page the job's AllowHost does not allow.
+func (p *pageRun) notAllowed(rawURL, host string) *NotAllowedError {
+	e := &NotAllowedError{Host: host}
+	if rawURL != p.jobURL {
+		e.URL = rawURL
+	}
+	return e
+}
+
+// named says where the page went when that was not the job's own URL.
+func (p *pageRun) named(rawURL string, fe *ForbiddenError) *ForbiddenError {
+	if rawURL != p.jobURL {
+		fe.URL = rawURL
+	}
+	return fe
 }
 
 func (p *pageRun) forbiddenErr() error {
@@ -300,7 +431,10 @@ func (p *pageRun) closePopups(ctx context.Context, created iter.Seq2[target.Even
 
 // interceptRequests decides on every request the page makes. The proxy
 // enforces the guard on the network; this catches schemes that never reach
-// the proxy (file:, chrome:, ...) and tells a refused page from a broken one.
+// the proxy (file:, chrome:, intent:, mailto:, ...) and tells a refused page
+// from a broken one. Whenever the top-level page itself is refused (the
+// job's URL, a redirect, or a navigation the page makes: a meta refresh, a
+// script, a link), the job ends at once as refused, whatever the reason.
 func (p *pageRun) interceptRequests(ctx context.Context, paused iter.Seq2[fetch.EventRequestPaused, error], wg *sync.WaitGroup) {
 	for ev, err := range paused {
 		if err != nil {
@@ -315,33 +449,54 @@ func (p *pageRun) decide(ctx context.Context, ev fetch.EventRequestPaused) {
 	if ev.Request != nil {
 		rawURL = ev.Request.URL
 	}
-	scheme, _, _ := strings.Cut(rawURL, ":")
-	scheme = strings.ToLower(scheme)
-	mainDocument := ev.ResourceType == network.ResourceTypeDocument && ev.FrameID == cdp.FrameID(p.tab.targetID)
+	scheme := schemeOf(rawURL)
+	topLevel := p.isTopLevel(ev.ResourceType, ev.FrameID)
 
 	var refuse error
-	switch scheme {
-	case "http", "https":
-		if mainDocument {
-			// The page itself, or where it redirects: check it here so that
-			// Render can answer "forbidden" rather than "unreachable".
-			if err := p.c.cfg.Guard.CheckURL(ctx, rawURL); errors.Is(err, ErrForbiddenTarget) {
-				refuse = err
-			}
+	if fe := p.refusedScheme(rawURL, topLevel); fe != nil {
+		refuse = fe
+	}
+	if refuse == nil && topLevel && (scheme == "http" || scheme == "https") {
+		// Checked here, and not only by the proxy, so that Render can
+		// answer "forbidden" rather than "unreachable".
+		var fe *ForbiddenError
+		if err := p.c.cfg.Guard.CheckURL(ctx, rawURL); errors.As(err, &fe) {
+			refuse = p.named(rawURL, fe)
+		} else if host := hostOf(rawURL); p.allowHost != nil && !p.allowHost(host) {
+			refuse = p.notAllowed(rawURL, host)
 		}
-	case "ws", "wss", "data", "blob", "about":
-	default:
-		refuse = fmt.Errorf("%w: %s: URLs cannot be captured", ErrForbiddenTarget, scheme)
 	}
 	if refuse == nil {
 		chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID}) //nolint:errcheck // the page may be closing
 		return
 	}
-	if mainDocument {
-		p.setForbidden(refuse)
-	}
-	p.c.log.Info("refused a request of a rendered page", "url", truncate(rawURL, 200), "reason", refuse.Error())
+	p.c.log.Info("refused a request of a rendered page", "url", truncate(rawURL, 200), "reason", refuse.Error(), "page", topLevel)
 	chromedp.Call(ctx, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonBlockedByClient}) //nolint:errcheck // the page may be closing
+	if topLevel {
+		p.refuse(refuse)
+	}
+}
+
+// refusedScheme refuses a URL whose scheme a render never loads: only web
+// schemes (and WebSockets for sub-resources) and local documents (data:,
+// blob:, about:) are let through; the proxy and the guard judge the rest.
+func (p *pageRun) refusedScheme(rawURL string, topLevel bool) *ForbiddenError {
+	switch scheme := schemeOf(rawURL); scheme {
+	case "http", "https", "data", "blob", "about":
+		return nil
+	case "ws", "wss":
+		if !topLevel {
+			return nil
+		}
+		fallthrough
+	default:
+		return p.named(rawURL, &ForbiddenError{Reason: scheme + ": URLs cannot be rendered"})
+	}
+}
+
+func schemeOf(rawURL string) string {
+	scheme, _, _ := strings.Cut(rawURL, ":")
+	return strings.ToLower(scheme)
 }
 
 func truncate(s string, n int) string {
@@ -402,14 +557,10 @@ func (p *pageRun) navigate(ctx context.Context, rawURL string) error {
 		}
 		return fmt.Errorf("navigate: %w", err)
 	}
-	if resp != nil {
-		// Our proxy's own answers are not the page: say what happened.
-		switch p.c.proxy.token {
-		case headerValue(resp.Headers, refusedHeader):
-			return fmt.Errorf("%w: %s resolves to a blocked address", ErrForbiddenTarget, hostOf(resp.URL))
-		case headerValue(resp.Headers, unreachableHeader):
-			return fmt.Errorf("%w: could not connect to %s", ErrTargetUnreachable, hostOf(resp.URL))
-		}
+	// The proxy's own answers are not the page: say what happened. (A
+	// refusal of the proxy ended the job in observe already.)
+	if resp != nil && headerValue(resp.Headers, unreachableHeader) == p.c.proxy.token {
+		return fmt.Errorf("%w: could not connect to %s", ErrTargetUnreachable, hostOf(resp.URL))
 	}
 	return nil
 }
@@ -421,6 +572,7 @@ func (p *pageRun) setContent(ctx context.Context, html string) error {
 	case <-p.loaded:
 	default:
 	}
+	p.documentLive()
 	if _, err := chromedp.Call(ctx, page.SetDocumentContent, page.SetDocumentContentParams{
 		FrameID: cdp.FrameID(p.tab.targetID),
 		HTML:    html,
@@ -494,22 +646,23 @@ func (p *pageRun) capture(ctx context.Context, o Options) (Image, error) {
 		q := int64(o.Quality)
 		params.Quality = &q
 	}
+	tall := float64(o.Height)
 	if o.FullPage {
 		m, err := chromedp.Call(ctx, page.GetLayoutMetrics, cdp.Empty{})
 		if err != nil {
 			return Image{}, fmt.Errorf("measure page: %w", err)
 		}
-		h := float64(o.Height)
 		if m.CSSContentSize != nil {
-			h = max(h, math.Ceil(m.CSSContentSize.Height))
+			tall = max(tall, math.Ceil(m.CSSContentSize.Height))
 		}
-		h = min(h, MaxFullPageHeight)
-		if o.Format == FormatWebP {
-			h = min(h, math.Floor(maxWebPSide/o.DeviceScaleFactor))
-		}
+	}
+	h := captureHeight(o, tall)
+	if o.FullPage || h < tall {
+		params.Clip = &page.Viewport{Width: float64(o.Width), Height: h, Scale: 1}
+	}
+	if o.FullPage {
 		beyond := true
 		params.CaptureBeyondViewport = &beyond
-		params.Clip = &page.Viewport{Width: float64(o.Width), Height: h, Scale: 1}
 	}
 	res, err := chromedp.Call(ctx, page.CaptureScreenshot, params)
 	if err != nil {
@@ -519,7 +672,26 @@ func (p *pageRun) capture(ctx context.Context, o Options) (Image, error) {
 	if err != nil {
 		return Image{}, fmt.Errorf("capture: Chromium returned a bad %s: %w", o.Format, err)
 	}
-	return Image{Data: res.Data, ContentType: contentType(o.Format), Width: cfg.Width, Height: cfg.Height}, nil
+	return Image{Data: res.Data, ContentType: contentType(o.Format), Width: cfg.Width, Height: cfg.Height,
+		CSSHeight: int(h), Clipped: h < tall}, nil
+}
+
+// captureHeight is the CSS height to capture of a page (or viewport) tall
+// CSS pixels high: all of it, but a full page at most MaxFullPageHeight, a
+// WebP image at most maxWebPSide device pixels high, and any image at most
+// MaxImagePixels. Every width the bounds allow leaves over a thousand CSS
+// pixels, so there is always something sensible to capture.
+func captureHeight(o Options, tall float64) float64 {
+	h := tall
+	if o.FullPage {
+		h = min(h, MaxFullPageHeight)
+	}
+	if o.Format == FormatWebP {
+		h = min(h, math.Floor(maxWebPSide/o.DeviceScaleFactor))
+	}
+	// Chromium rounds device sizes up: a row to spare.
+	deviceWidth := math.Ceil(float64(o.Width) * o.DeviceScaleFactor)
+	return min(h, math.Floor((MaxImagePixels/deviceWidth-1)/o.DeviceScaleFactor))
 }
 
 func decodeConfig(format string, data []byte) (image.Config, error) {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/network"
 )
 
 // Both implementations satisfy the interface the web layer uses.
@@ -142,10 +145,61 @@ html,body{margin:0;background:#ff0000}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if img.Height != MaxFullPageHeight {
-			t.Fatalf("height %d, want %d", img.Height, MaxFullPageHeight)
+		if img.Height != MaxFullPageHeight || !img.Clipped || img.CSSHeight != MaxFullPageHeight {
+			t.Fatalf("height %d (clipped=%v at %d), want %d", img.Height, img.Clipped, img.CSSHeight, MaxFullPageHeight)
 		}
 	})
+}
+
+// TestRenderMaximumOptions renders the largest images the documented bounds
+// allow (width 3840, scale up to 3, full page) of a page 100,000 CSS pixels
+// tall, in each format, within the production timeout: each comes back
+// clipped at the bottom (within MaxImagePixels, and what WebP can hold),
+// says so, and shows the top of the page. Chromium alone failed the scale 3
+// case ("Unable to capture screenshot") and timed out at scale 2.
+func TestRenderMaximumOptions(t *testing.T) {
+	mux := http.NewServeMux()
+	servePage(mux, "/huge", `<!doctype html><html><head><style>
+html,body{margin:0;background:#0000ff}
+#top{height:500px;background:#ff0000}#band{height:100px;background:#008000}#rest{height:99400px}
+</style></head><body><div id="top"></div><div id="band"></div><div id="rest"></div></body></html>`)
+	c, base := newRenderer(t, Config{Concurrency: 2}, mux) // the default 30 s timeout
+	for _, o := range []Options{
+		{Width: MaxViewport, FullPage: true, DeviceScaleFactor: MaxDeviceScale, Format: FormatPNG},
+		{Width: MaxViewport, FullPage: true, DeviceScaleFactor: 2, Format: FormatJPEG, Quality: 90},
+		{Width: MaxViewport, FullPage: true, DeviceScaleFactor: MaxDeviceScale, Format: FormatWebP, Quality: 90},
+		{Width: MaxViewport, Height: MaxViewport, DeviceScaleFactor: MaxDeviceScale, Format: FormatPNG}, // the viewport alone
+		{Width: MinViewport, FullPage: true, DeviceScaleFactor: MaxDeviceScale, Format: FormatJPEG},     // the full page cap
+		{Width: MinViewport, FullPage: true, DeviceScaleFactor: 1, Format: FormatWebP},                  // WebP's side
+	} {
+		name := fmt.Sprintf("%s %dx%d@%v", o.Format, o.Width, o.Height, o.DeviceScaleFactor)
+		if o.FullPage {
+			name = fmt.Sprintf("%s %d wide@%v full page", o.Format, o.Width, o.DeviceScaleFactor)
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			img, err := c.Render(context.Background(), Job{URL: base + "/huge", Options: o})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := o.DeviceScaleFactor
+			if img.Width != int(math.Ceil(float64(o.Width)*s)) || img.Width*img.Height > MaxImagePixels {
+				t.Fatalf("%d×%d pixels, want %v wide and at most %d pixels", img.Width, img.Height, math.Ceil(float64(o.Width)*s), MaxImagePixels)
+			}
+			if o.Format == FormatWebP && img.Height > maxWebPSide {
+				t.Fatalf("%d rows of WebP", img.Height)
+			}
+			if !img.Clipped || math.Abs(float64(img.CSSHeight)*s-float64(img.Height)) > 1 {
+				t.Fatalf("clipped=%v at %d CSS pixels for %d rows", img.Clipped, img.CSSHeight, img.Height)
+			}
+			if o.Format == FormatJPEG || img.Width*img.Height < 20_000_000 {
+				m := decode(t, img)
+				wantColor(t, m, 10, int(250*s), red, 24)
+				wantColor(t, m, 10, int(550*s), green, 24)
+				wantColor(t, m, img.Width-1, img.Height-1, blue, 24)
+			}
+		})
+	}
 }
 
 func TestRenderDelay(t *testing.T) {
@@ -248,5 +302,42 @@ func BenchmarkRender(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestSettleIgnoresTheBrowsersOwnFetches: full Chromium fetches a page's
+// icon after every load; the network-quiet bookkeeping of the settle step
+// does not wait for it (it cannot change the picture), while it does wait
+// for the page's own requests, an icon the page loads as an image included.
+func TestSettleIgnoresTheBrowsersOwnFetches(t *testing.T) {
+	for _, baseline := range []bool{false, true} {
+		const frame = "F1"
+		p := &pageRun{
+			c:        &Chromium{cfg: Config{Baseline: baseline}},
+			tab:      &tab{targetID: frame},
+			cancel:   func(error) {},
+			inflight: make(map[network.RequestID]bool),
+			ignored:  make(map[network.RequestID]bool),
+			live:     make(chan struct{}),
+		}
+		quietSince := time.Now().Add(-time.Hour)
+		p.lastNet = quietSince
+		request := func(id, url string, typ network.ResourceType, initiator network.InitiatorType) {
+			p.observe(&network.EventRequestWillBeSent{RequestID: network.RequestID(id), FrameID: frame, Type: typ,
+				Request: &network.Request{URL: url}, Initiator: &network.Initiator{Type: initiator}})
+		}
+		request("icon", "http://example.com/favicon.ico", network.ResourceTypeOther, network.InitiatorTypeOther)
+		// Counted only with the settings before issue 10.
+		if counted := p.inflight["icon"] || !p.lastNet.Equal(quietSince); counted != baseline {
+			t.Fatalf("baseline=%v: the browser's icon fetch counted as page traffic: %v", baseline, counted)
+		}
+		p.observe(&network.EventLoadingFinished{RequestID: "icon"})
+		if !baseline && (len(p.ignored) != 0 || !p.lastNet.Equal(quietSince)) {
+			t.Fatalf("the end of the icon fetch moved the bookkeeping")
+		}
+		request("img", "http://example.com/favicon.ico", network.ResourceTypeImage, network.InitiatorTypeParser)
+		if !p.inflight["img"] {
+			t.Fatalf("baseline=%v: an image of the page is not waited for", baseline)
+		}
 	}
 }

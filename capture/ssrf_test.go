@@ -122,8 +122,8 @@ func TestSSRFHTMLJob(t *testing.T) {
 <img src="http://[fd00:ec2::254]/latest/meta-data/">
 <img src="%[1]s/img"><iframe src="%[1]s/frame"></iframe>
 <iframe src="file:///etc/passwd"></iframe><img src="file:///etc/hostname">
-<iframe src="chrome://version"></iframe>
-<script>fetch("%[1]s/fetch").catch(() => {}); setTimeout(() => { location.href = "%[1]s/navigate" }, 50)</script>
+<iframe src="chrome://version"></iframe><iframe src="intent://x"></iframe>
+<script>fetch("%[1]s/fetch").catch(() => {})</script>
 </body>`, blocked.URL)
 	img, err := c.Render(context.Background(), Job{HTML: html, Options: Options{Width: 120, Height: 120, DelayMS: 300}})
 	if err != nil {
@@ -133,6 +133,78 @@ func TestSSRFHTMLJob(t *testing.T) {
 	if n := blocked.hits.Load(); n != 0 {
 		t.Fatalf("blocked server got %d hits", n)
 	}
+}
+
+// TestSSRFPageNavigationsRefused: a page that sends itself where the guard
+// refuses, in any way a page can (a meta refresh, a script, a link click, a
+// form, its frame reaching up) and to any refused target (a blocked address,
+// a scheme no loader serves), is refused as a whole at once, for URL and
+// HTML jobs alike: never an image of Chromium's error page, never a wait
+// for a load that does not come.
+func TestSSRFPageNavigationsRefused(t *testing.T) {
+	c, mux, base := sharedRenderer(t)
+	blocked := newCountingServer(t, false)
+	targets := map[string]string{
+		"blocked address": blocked.URL + "/secret",
+		"intent:":         "intent://x#Intent;scheme=http;end",
+		"mailto:":         "mailto:a@example.com",
+		"custom scheme":   "web+peekshot:x",
+	}
+	ways := map[string]string{
+		"meta refresh": `<meta http-equiv="refresh" content="0;url=%s">`,
+		"location":     `<script>location = %q</script>`,
+		"later":        `<script>setTimeout(() => { location.href = %q }, 30)</script>`,
+		"link click":   `<a id="a" href="%s">x</a><script>document.getElementById("a").click()</script>`,
+		"form":         `<form id="f" method="post" action="%s"></form><script>document.getElementById("f").submit()</script>`,
+		"frame":        `<iframe srcdoc="<script>top.location = '%s'</script>"></iframe>`,
+	}
+	for target, u := range targets {
+		for way, tmpl := range ways {
+			html := `<!doctype html><body style="background:#ff0000">` + fmt.Sprintf(tmpl, u)
+			path := "/navigates/" + strings.ReplaceAll(target+"-"+way, " ", "-")
+			servePage(mux, path, html)
+			for kind, job := range map[string]Job{
+				"url":  {URL: base + path},
+				"html": {HTML: html},
+			} {
+				t.Run(target+"/"+way+"/"+kind, func(t *testing.T) {
+					job.Options = Options{Width: 120, Height: 120, DelayMS: 200}
+					_, err := c.Render(context.Background(), job)
+					// Not a timeout: the shared renderer waits 15 s for that.
+					if !errors.Is(err, ErrForbiddenTarget) || errors.Is(err, ErrTimeout) {
+						t.Fatalf("err = %v, want ErrForbiddenTarget at once", err)
+					}
+					if !strings.Contains(err.Error(), "the page went to ") {
+						t.Errorf("the error should say where the page went: %v", err)
+					}
+				})
+			}
+		}
+	}
+	if n := blocked.hits.Load(); n != 0 {
+		t.Fatalf("blocked server got %d hits", n)
+	}
+
+	t.Run("allowed navigations still render", func(t *testing.T) {
+		servePage(mux, "/navigates/next", colourPage)
+		for i, html := range []string{
+			`<script>location = "next"</script>`,
+			`<meta http-equiv="refresh" content="0;url=next">`,
+		} {
+			path := fmt.Sprintf("/navigates/allowed-%d", i)
+			servePage(mux, path, html)
+			img, err := c.Render(context.Background(), Job{URL: base + path, Options: Options{Width: 100, Height: 100, DelayMS: 300}})
+			if err != nil {
+				t.Fatalf("%s: %v", html, err)
+			}
+			wantColor(t, decode(t, img), 10, 10, blue, 0)
+		}
+		for _, u := range []string{"about:blank", "javascript:void(0)"} {
+			if _, err := c.Render(context.Background(), Job{HTML: fmt.Sprintf(`<script>location = %q</script>`, u), Options: Options{Width: 100, Height: 100}}); err != nil {
+				t.Errorf("%s: %v", u, err)
+			}
+		}
+	})
 }
 
 // countingResolver answers with public addresses for the first calls and

@@ -14,8 +14,16 @@ import (
 // A killed browser, and a PeekShot that was killed itself, leave nothing
 // behind for long: each browser's profile and temporary files go when it
 // stops, this process's folder goes on Close, and the folders of dead
-// PeekShot processes are swept at the next start.
+// PeekShot processes are swept at the next start. Both browsers PeekShot
+// may run with are checked: full Chromium also leaves a socket folder.
 func TestChromiumFilesAreCleanedUp(t *testing.T) {
+	for _, chrome := range []string{HeadlessShellPath, FullChromiumPath} {
+		t.Run(filepath.Base(chrome), func(t *testing.T) { filesAreCleanedUp(t, chrome) })
+	}
+}
+
+func filesAreCleanedUp(t *testing.T, chrome string) {
+	requireBrowser(t, chrome)
 	// A folder as a killed PeekShot would leave it: its pid no longer runs.
 	dead := exec.Command("true")
 	if err := dead.Run(); err != nil {
@@ -32,7 +40,7 @@ func TestChromiumFilesAreCleanedUp(t *testing.T) {
 	}
 	defer os.RemoveAll(live)
 
-	c, url := newRenderer(t, Config{Concurrency: 1}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c, url := newRenderer(t, Config{ChromePath: chrome, Concurrency: 1}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("<p>hello</p>"))
 	}))
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
@@ -52,14 +60,16 @@ func TestChromiumFilesAreCleanedUp(t *testing.T) {
 	if len(first) != 1 {
 		t.Fatalf("browser folders %v", first)
 	}
-	// The profile links to Chromium's socket folder in TMPDIR.
-	sock, err := os.Readlink(filepath.Join(first[0], "profile", "SingletonSocket"))
-	if err != nil {
+	// Full Chromium's profile links to its socket folder in TMPDIR; the
+	// headless shell keeps no process singleton.
+	sockDir := ""
+	if sock, err := os.Readlink(filepath.Join(first[0], "profile", "SingletonSocket")); err == nil {
+		sockDir = filepath.Dir(sock)
+		if _, err := os.Stat(sockDir); err != nil {
+			t.Fatal(err)
+		}
+	} else if chrome == FullChromiumPath {
 		t.Fatalf("no SingletonSocket link in the profile: %v", err)
-	}
-	sockDir := filepath.Dir(sock)
-	if _, err := os.Stat(sockDir); err != nil {
-		t.Fatal(err)
 	}
 
 	// kill -9 the browser: the next render runs on a new one, and the old
@@ -80,7 +90,7 @@ func TestChromiumFilesAreCleanedUp(t *testing.T) {
 	if _, err := os.Stat(first[0]); !os.IsNotExist(err) {
 		t.Fatalf("the killed browser's folder is still there: %v", err)
 	}
-	if _, err := os.Stat(sockDir); !os.IsNotExist(err) {
+	if _, err := os.Stat(sockDir); sockDir != "" && !os.IsNotExist(err) {
 		t.Fatalf("the killed browser's socket folder %s is still there: %v", sockDir, err)
 	}
 	if n := len(browserDirs()); n != 1 {

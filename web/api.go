@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -425,6 +426,10 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 		}
 		return targetNotAllowed(hostOfURL(job.URL))
 	}
+	job.Account = k.UserID // the renderer's queue is fair between accounts
+	if len(k.Policy.AllowedTargets) > 0 {
+		job.AllowHost = k.Policy.AllowsHost // for every page the render goes to
+	}
 	start := time.Now()
 	img, err := s.renderer.Render(ctx, job)
 	if err != nil {
@@ -445,6 +450,10 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 	h.Set("X-Credits-Remaining", strconv.FormatInt(balance, 10))
 	h.Set("X-Image-Width", strconv.Itoa(img.Width))
 	h.Set("X-Image-Height", strconv.Itoa(img.Height))
+	if img.Clipped {
+		h.Set("X-Image-Clipped", "true")
+		h.Set("X-Image-Clip-Height", strconv.Itoa(img.CSSHeight)) // CSS pixels captured from the top
+	}
 	h.Set("X-Render-Ms", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
 	return c.Blob(http.StatusOK, img.ContentType, img.Data)
 }
@@ -476,7 +485,14 @@ func quoteHost(h string) string {
 func renderError(err error) error {
 	var oe *capture.OptionError
 	var fe *capture.ForbiddenError
+	var na *capture.NotAllowedError
 	switch {
+	case errors.As(err, &na):
+		if na.URL != "" {
+			return apiErr(http.StatusForbidden, "target_not_allowed", "The page went to "+truncateText(na.URL, 200)+", and this key may only render its allowed sites: "+
+				quoteHost(na.Host)+" is not one. Add it in Account → API Keys → the key's settings, or use another key. Nothing was charged.")
+		}
+		return targetNotAllowed(na.Host)
 	case errors.As(err, &oe):
 		return invalidRequest(sentence(oe.Message))
 	case errors.As(err, &fe), errors.Is(err, capture.ErrForbiddenTarget):
@@ -485,8 +501,16 @@ func renderError(err error) error {
 			msg = sentence(fe.Error())
 		}
 		return apiErr(http.StatusForbidden, "forbidden_target", msg)
+	case errors.Is(err, capture.ErrPageUnresponsive):
+		return apiErr(http.StatusGatewayTimeout, "render_timeout",
+			"The page's scripts kept it busy without a break, so the render was stopped early. Nothing was charged.")
 	case errors.Is(err, capture.ErrTimeout):
 		return errRenderTimeout
+	case errors.Is(err, capture.ErrAccountBusy):
+		e := *apiErr(http.StatusTooManyRequests, "rate_limited",
+			"Your account already has as many renders waiting as one account may. Nothing was charged; retry when one of them is done.")
+		e.RetryAfter = 2
+		return &e
 	case errors.Is(err, capture.ErrBusy):
 		e := *errRendererBusy
 		e.RetryAfter = 2
@@ -502,4 +526,15 @@ func renderError(err error) error {
 		return apiErr(499, "client_closed_request", "The request was cancelled.")
 	}
 	return err
+}
+
+// truncateText cuts s to n bytes (on a rune boundary) for a message.
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

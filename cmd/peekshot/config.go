@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/peekshot/peekshot/capture"
 )
 
 // config is everything the environment can set, with its defaults.
@@ -18,7 +20,7 @@ type config struct {
 	DB                  string // PEEKSHOT_DB, default data/peekshot.db
 	DatabaseURL         string // PEEKSHOT_DATABASE_URL: postgres://… puts everything on PostgreSQL instead
 	SessionSecret       string // PEEKSHOT_SESSION_SECRET, else kept in <data>/session.key
-	Chrome              string // PEEKSHOT_CHROME, default /usr/bin/chromium
+	Chrome              string // PEEKSHOT_CHROME, default chromium-headless-shell where installed, else chromium
 	AllowPrivateTargets bool   // PEEKSHOT_ALLOW_PRIVATE_TARGETS=1
 	RateLimit           int    // PEEKSHOT_RATE_LIMIT, render requests per key per minute, default 60
 	RenderConcurrency   int    // PEEKSHOT_RENDER_CONCURRENCY, default 2
@@ -34,7 +36,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		DB:            or(getenv("PEEKSHOT_DB"), filepath.Join("data", "peekshot.db")),
 		DatabaseURL:   getenv("PEEKSHOT_DATABASE_URL"),
 		SessionSecret: getenv("PEEKSHOT_SESSION_SECRET"),
-		Chrome:        or(getenv("PEEKSHOT_CHROME"), "/usr/bin/chromium"),
+		Chrome:        or(getenv("PEEKSHOT_CHROME"), capture.DefaultChromePath()),
 		LogFormat:     or(getenv("PEEKSHOT_LOG_FORMAT"), "text"),
 	}
 	var err error

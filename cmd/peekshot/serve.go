@@ -97,6 +97,8 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		return err
 	}
 	defer renderer.Close()
+	browserPath, browserVersion := renderer.Browser()
+	log.Info("renderer browser", "path", browserPath, "version", browserVersion)
 	if cfg.AllowPrivateTargets {
 		log.Warn("PEEKSHOT_ALLOW_PRIVATE_TARGETS is on: the API will render loopback and private addresses")
 	}

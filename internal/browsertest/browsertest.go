@@ -1,6 +1,6 @@
 // Package browsertest starts Debian's Chromium for browser tests through
-// chromedp. A missing Chromium fails the test with how to install it; it
-// never skips.
+// chromedp, and names the browser the renderer tests render with. A missing
+// Chromium fails the test with how to install it; it never skips.
 package browsertest
 
 import (
@@ -20,14 +20,17 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/peekshot/peekshot/capture"
 )
 
-// ChromePath is PEEKSHOT_CHROME or Debian's /usr/bin/chromium.
+// ChromePath is PEEKSHOT_CHROME or the browser PeekShot renders with by
+// default: Debian's chromium-headless-shell where installed, else chromium.
 func ChromePath() string {
 	if p := os.Getenv("PEEKSHOT_CHROME"); p != "" {
 		return p
 	}
-	return "/usr/bin/chromium"
+	return capture.DefaultChromePath()
 }
 
 // Options are the flags every PeekShot Chromium runs with: headless, no
@@ -49,11 +52,18 @@ func Options(path string) []chromedp.ExecAllocatorOption {
 
 // New starts a browser for the test and returns the context of its first
 // tab. The browser stops when the test ends.
+//
+// It is always full Chromium (capture.FullChromiumPath), not the headless
+// shell PeekShot renders with: the dashboard tests drive the pages as a
+// person's browser does, and in their flow (after htmx swaps the page)
+// chromium-headless-shell refuses the Copy button's
+// navigator.clipboard.writeText with "Write permission denied" although the
+// test grants the permission, where Chromium copies.
 func New(t testing.TB, opts ...chromedp.ContextOption) context.Context {
 	t.Helper()
-	path := ChromePath()
+	path := capture.FullChromiumPath
 	if _, err := exec.LookPath(path); err != nil {
-		t.Fatalf("Chromium not found at %s: install it with `apt-get install chromium` (or set PEEKSHOT_CHROME)", path)
+		t.Fatalf("Chromium not found at %s: install it with `apt-get install chromium`", path)
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(Options(path), chromedp.UserDataDir(t.TempDir()))...)
 	ctx, cancel := chromedp.NewContext(actx, opts...)
