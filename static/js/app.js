@@ -174,9 +174,31 @@
     if (target) target.focus();
   }
 
+  // An expiration's custom date shows only when "Custom date…" is chosen
+  // (without JavaScript it always shows); picking a date chooses it.
+  function syncExpiry(root) {
+    (root || document).querySelectorAll('select[name="expires"]').forEach(function (sel) {
+      var date = sel.form && sel.form.querySelector('input[name="expires_date"]');
+      if (date) date.classList.toggle("is-hidden", sel.value !== "date");
+    });
+  }
+  document.addEventListener("change", function (evt) {
+    var el = evt.target;
+    if (el.matches && el.matches('select[name="expires"]')) {
+      syncExpiry(el.form);
+      var date = el.form && el.form.querySelector('input[name="expires_date"]');
+      if (el.value === "date" && date) date.focus();
+    } else if (el.matches && el.matches('input[name="expires_date"]') && el.value) {
+      var sel = el.form && el.form.querySelector('select[name="expires"]');
+      if (sel) sel.value = "date";
+    }
+  });
+  document.addEventListener("DOMContentLoaded", function () { syncExpiry(); });
+
   function afterSwap(ctx) {
     scheduleToasts();
     closeMenus(null);
+    syncExpiry();
     keepFocus(ctx && ctx.peekshotFocus);
     var reveal = document.getElementById("key-reveal");
     if (reveal && !reveal.hasAttribute("data-seen")) {
