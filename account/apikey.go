@@ -33,9 +33,16 @@ type APIKey struct {
 	RotatedAt  time.Time
 	RetiresAt  time.Time
 	ReplacedBy int64
+	// AutoRetire: the rotation chose grace auto, so RetiresAt moves to an
+	// hour after the key's last use once its replacement was used (and
+	// stays the 7-day limit until then).
+	AutoRetire bool
 	// Usage, as last flushed by the servers.
-	LastUsedAt   time.Time // zero if never used
-	RequestCount int64
+	FirstUsedAt   time.Time // zero if never used
+	LastUsedAt    time.Time // zero if never used
+	LastIP        string    // the client address of the last request
+	LastUserAgent string
+	RequestCount  int64
 	// SpentThisMonth is the credits the key spent this calendar month
 	// (UTC), when listed.
 	SpentThisMonth int64
@@ -145,6 +152,40 @@ type KeySettings struct {
 	Label  string
 	Policy Policy
 	Expiry Expiry
+}
+
+// Grace is how long a rotated key keeps working: For, or with Auto until
+// an hour after its last use once its replacement was used, For (the
+// latest) at most.
+type Grace struct {
+	For  time.Duration
+	Auto bool
+}
+
+// Auto grace's two numbers (SPEC §2).
+const (
+	AutoGraceQuiet = time.Hour
+	AutoGraceMax   = 7 * 24 * time.Hour
+)
+
+// AutoGrace is grace=auto.
+var AutoGrace = Grace{For: AutoGraceMax, Auto: true}
+
+// AutoRetirement is when a key rotated with grace auto retires, given its
+// last use and its replacement's first: an hour after the later of the
+// two, once the replacement was used; never later than its limit.
+func AutoRetirement(limit, lastUsed, replacementFirstUsed time.Time) time.Time {
+	if replacementFirstUsed.IsZero() {
+		return limit
+	}
+	quietFrom := replacementFirstUsed
+	if lastUsed.After(quietFrom) {
+		quietFrom = lastUsed
+	}
+	if at := quietFrom.Add(AutoGraceQuiet); at.Before(limit) {
+		return at
+	}
+	return limit
 }
 
 // RotatedExpiry is the expiry of a key's replacement: a lifetime counts

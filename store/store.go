@@ -77,17 +77,26 @@ type APIKeys interface {
 	// returns it as it now is; an expired key can't be activated
 	// (ErrKeyExpired).
 	SetAPIKeyActive(ctx context.Context, userID, keyID int64, active bool) (account.APIKey, error)
-	// RotateAPIKey replaces a key by next (same label): the old key works
-	// for grace, then retires. It returns the old key as it now is and the
-	// replacement.
-	RotateAPIKey(ctx context.Context, userID, keyID int64, next string, grace time.Duration) (old, replacement account.APIKey, err error)
+	// RotateAPIKey replaces a key by next (same label and policy): the old
+	// key works for the grace period, then retires. It returns the old key
+	// as it now is and the replacement.
+	RotateAPIKey(ctx context.Context, userID, keyID int64, next string, grace account.Grace) (old, replacement account.APIKey, err error)
 	// UpdateAPIKeySettings changes a key's label, policy and expiry; an
 	// expired key can't be changed (ErrKeyExpired).
 	UpdateAPIKeySettings(ctx context.Context, userID, keyID int64, ks account.KeySettings) (account.APIKey, error)
 	DeleteAPIKey(ctx context.Context, userID, keyID int64) error
 	// RecordAPIKeyUsage adds usage counted by one server to what is
-	// stored; keys deleted meanwhile are skipped.
+	// stored (the keys' counts, last client, and their days); keys deleted
+	// meanwhile are skipped.
 	RecordAPIKeyUsage(ctx context.Context, usage []account.KeyUsage) error
+	// KeyUsageDays is a key's usage per day from `from` on, oldest first.
+	KeyUsageDays(ctx context.Context, userID, keyID int64, from time.Time) ([]account.KeyDay, error)
+	// KeyIPsPerDay is, for the user's keys seen from more than min client
+	// addresses in one day since `since`, the most in a day.
+	KeyIPsPerDay(ctx context.Context, userID int64, since time.Time, min int) (map[int64]int, error)
+	// UpdateKeyLifecycles moves auto-grace retirements and logs keys that
+	// expired or retired; idempotent, for every instance to run.
+	UpdateKeyLifecycles(ctx context.Context) (ended int, err error)
 	// CountActiveAPIKeys counts a user's keys that work right now.
 	CountActiveAPIKeys(ctx context.Context, userID int64) (int, error)
 }
@@ -133,6 +142,16 @@ type Coupons interface {
 	Redemptions(ctx context.Context, userID int64) ([]account.Redemption, error)
 }
 
+// Activities is the append-only log of what happened to accounts and
+// their keys. Every change of the store writes its own entry, by the actor
+// account.WithActor puts in the change's context.
+type Activities interface {
+	// LogActivity appends an entry no change writes (a sign-in).
+	LogActivity(ctx context.Context, userID int64, ev account.Event, keyID int64, detail string) error
+	// Activity is a page of a user's log, newest first.
+	Activity(ctx context.Context, userID int64, f account.ActivityFilter) ([]account.Activity, error)
+}
+
 // Reveals hands a new key across the redirect that shows it, whichever
 // server answers: sealed by the caller, read once, short-lived.
 type Reveals interface {
@@ -170,6 +189,7 @@ type Store interface {
 	APIKeys
 	Credits
 	Coupons
+	Activities
 	Reveals
 	Watcher
 	// Sweep deletes what has outlived its use: stale sessions' siblings

@@ -8,10 +8,12 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
@@ -94,21 +96,60 @@ func (s *Server) requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		// From here on the request is the key's: counted in its usage,
+		// whatever becomes of it, and its changes logged as the key's.
 		now := s.cfg.Now()
-		switch k.Status(now) {
-		case account.KeyExpired:
-			return expiredKeyError(k, now)
-		case account.KeyInactive:
-			return errInactiveKey
+		from := clientAddr(r, s.cfg.TrustedProxies)
+		ip := ""
+		if from.IsValid() {
+			ip = from.String()
 		}
-		s.usage.record(k.ID, now)
-		if from := clientAddr(r, s.cfg.TrustedProxies); !k.Policy.AllowsIP(from) {
-			return apiErr(http.StatusForbidden, "ip_not_allowed", "This key doesn't accept requests from "+from.String()+
-				". Add the address to the key's allowed IP addresses in Account → API Keys → the key's settings, or use another key.")
+		agent := userAgent(r)
+		c.SetRequest(r.WithContext(account.WithActor(r.Context(), account.Actor{Kind: account.ActorKey, KeyMasked: k.Masked(), IP: ip, UserAgent: agent})))
+		err = s.checkKey(k, now, from)
+		s.usage.request(k.ID, now, ip, agent, err == nil)
+		if err == nil {
+			c.Set(ctxKey, &k)
+			err = next(c)
 		}
-		c.Set(ctxKey, &k)
-		return next(c)
+		code := ""
+		if err != nil {
+			code = classify(err).Code
+		}
+		rendered, _ := c.Get(ctxRendered).(bool)
+		s.usage.outcome(k.ID, now, err == nil && rendered, code)
+		return err
 	}
+}
+
+// checkKey is what a key's own state and policy say of a request before
+// its endpoint's scope: expired, deactivated, or from an address the key
+// doesn't accept.
+func (s *Server) checkKey(k account.APIKey, now time.Time, from netip.Addr) error {
+	switch k.Status(now) {
+	case account.KeyExpired:
+		return expiredKeyError(k, now)
+	case account.KeyInactive:
+		return errInactiveKey
+	}
+	if !k.Policy.AllowsIP(from) {
+		return apiErr(http.StatusForbidden, "ip_not_allowed", "This key doesn't accept requests from "+from.String()+
+			". Add the address to the key's allowed IP addresses in Account → API Keys → the key's settings, or use another key.")
+	}
+	return nil
+}
+
+// userAgent is a request's User-Agent as the log and the key's page show
+// it: valid text, no control characters, at most 200 characters.
+func userAgent(r *http.Request) string {
+	ua := strings.ToValidUTF8(r.Header.Get("User-Agent"), "")
+	ua = strings.Map(func(c rune) rune {
+		if unicode.IsControl(c) || bidiControl(c) {
+			return -1
+		}
+		return c
+	}, ua)
+	return truncateText(strings.TrimSpace(ua), 200)
 }
 
 // expiredKeyError says why a key no longer works: its owner's expiry, or
@@ -455,6 +496,7 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 		h.Set("X-Image-Clip-Height", strconv.Itoa(img.CSSHeight)) // CSS pixels captured from the top
 	}
 	h.Set("X-Render-Ms", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
+	c.Set(ctxRendered, true)
 	return c.Blob(http.StatusOK, img.ContentType, img.Data)
 }
 

@@ -14,7 +14,10 @@ import (
 )
 
 // graces are the rotation grace periods a user can pick.
-var graces = map[string]time.Duration{"now": 0, "1h": time.Hour, "24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour}
+var graces = map[string]account.Grace{
+	"now": {}, "1h": {For: time.Hour}, "24h": {For: 24 * time.Hour}, "7d": {For: 7 * 24 * time.Hour},
+	"auto": account.AutoGrace,
+}
 
 func (s *Server) handleAPIKeys(c echo.Context) error {
 	if c.QueryParam("part") == "list" && wantsPartial(c) {
@@ -247,7 +250,7 @@ func (s *Server) handleRotateAPIKey(c echo.Context) error {
 	grace, ok := graces[c.Request().PostFormValue("grace")]
 	if !ok {
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: "invalid_request", Title: "Choose a grace period",
-			Message: "Choose how long the old key keeps working: immediately, 1 hour, 24 hours or 7 days."}
+			Message: "Choose how long the old key keeps working: immediately, 1 hour, 24 hours, 7 days, or until it goes quiet (auto)."}
 	}
 	next, err := apikey.Generate()
 	if err != nil {
@@ -258,10 +261,7 @@ func (s *Server) handleRotateAPIKey(c echo.Context) error {
 		return s.rotateRefused(c, u.ID, id, err)
 	}
 	s.log.Info("API key rotated", "user_id", u.ID, "api_key_id", old.ID, "replacement_id", repl.ID, "request_id", c.Get(ctxReqID))
-	msg := "“" + templates.KeyLabel(old) + "” rotated. The old key stopped working."
-	if grace > 0 {
-		msg = "“" + templates.KeyLabel(old) + "” rotated. The old key keeps working for " + graceText(grace) + "."
-	}
+	msg := "“" + templates.KeyLabel(old) + "” rotated. " + graceText(grace)
 	return s.showNewKey(c, next, repl.ID, old.ID, msg)
 }
 
@@ -288,15 +288,19 @@ func (s *Server) rotateRefused(c echo.Context, userID, keyID int64, err error) e
 	return err
 }
 
-func graceText(d time.Duration) string {
-	switch d {
-	case time.Hour:
-		return "1 hour"
-	case 24 * time.Hour:
-		return "24 hours"
-	default:
-		return "7 days"
+// graceText says what becomes of a rotated key.
+func graceText(g account.Grace) string {
+	switch {
+	case g.Auto:
+		return "The old key keeps working until an hour after its last use once the new key has been used, 7 days at the latest."
+	case g.For == 0:
+		return "The old key stopped working."
+	case g.For == time.Hour:
+		return "The old key keeps working for 1 hour."
+	case g.For == 24*time.Hour:
+		return "The old key keeps working for 24 hours."
 	}
+	return "The old key keeps working for 7 days."
 }
 
 func (s *Server) handleConfirmDeleteAPIKey(c echo.Context) error {

@@ -127,6 +127,11 @@ func (s *Server) handleLogin(c echo.Context) error {
 		return err
 	}
 	if !admitted {
+		if checkEmail(email) == "" {
+			if u, err := s.store.UserByEmail(ctx, email); err == nil {
+				s.logActivity(c, u.ID, account.EventLoginFailed, "too many attempts: refused without checking the password")
+			}
+		}
 		return s.loginThrottled(c, f)
 	}
 	// What can't be an address has no account: it is not even looked up
@@ -149,6 +154,9 @@ func (s *Server) handleLogin(c echo.Context) error {
 	}
 	if !ok || u.ID == 0 {
 		s.log.Warn("sign-in failed", "request_id", c.Get(ctxReqID))
+		if u.ID != 0 {
+			s.logActivity(c, u.ID, account.EventLoginFailed, "wrong password")
+		}
 		f.Error = loginFailed
 		return s.renderAuth(c, http.StatusUnprocessableEntity, "Sign in", templates.LoginPage, f)
 	}
@@ -156,6 +164,7 @@ func (s *Server) handleLogin(c echo.Context) error {
 		return err
 	}
 	s.log.Info("signed in", "user_id", u.ID, "request_id", c.Get(ctxReqID))
+	s.logActivity(c, u.ID, account.EventLoginSucceeded, "")
 	return c.Redirect(http.StatusSeeOther, "/account/api-keys")
 }
 
@@ -183,4 +192,13 @@ func validForDisplay(s string) bool {
 		}
 	}
 	return true
+}
+
+// logActivity appends an entry that no change of the store writes itself
+// (a sign-in): a failure to write it is logged, and does not fail the
+// request it describes.
+func (s *Server) logActivity(c echo.Context, userID int64, ev account.Event, detail string) {
+	if err := s.store.LogActivity(c.Request().Context(), userID, ev, 0, detail); err != nil {
+		s.log.Warn("log activity", "event", string(ev), "request_id", c.Get(ctxReqID), "err", err.Error())
+	}
 }

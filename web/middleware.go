@@ -22,7 +22,9 @@ const (
 	ctxSession = "session"
 	ctxUser    = "user"
 	ctxKey     = "apikey"
-	ctxReqID   = "request_id"
+	// ctxRendered marks an API request whose render succeeded.
+	ctxRendered = "rendered"
+	ctxReqID    = "request_id"
 )
 
 // maxFormBody bounds dashboard request bodies; forms here are tiny.
@@ -127,6 +129,14 @@ func (s *Server) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 			return fmt.Errorf("load session: %w", err)
 		}
 		c.Set(ctxSession, sess)
+		// Whatever this request changes is logged as done from here.
+		from := clientAddr(r, s.cfg.TrustedProxies)
+		ip := ""
+		if from.IsValid() {
+			ip = from.String()
+		}
+		r = r.WithContext(account.WithActor(r.Context(), account.Actor{Kind: account.ActorSession, IP: ip, UserAgent: userAgent(r)}))
+		c.SetRequest(r)
 		if uid := sessionUserID(sess); uid != 0 {
 			u, err := s.store.UserByID(r.Context(), uid)
 			switch {

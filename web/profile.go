@@ -202,6 +202,7 @@ func (s *Server) verifyPassword(c echo.Context, u *account.User, password string
 		return ok, err
 	}
 	s.log.Warn("wrong password for a signed-in action", "user_id", u.ID, "request_id", c.Get(ctxReqID))
+	s.logActivity(c, u.ID, account.EventLoginFailed, "wrong password for "+c.Request().URL.Path)
 	return false, nil
 }
 

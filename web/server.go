@@ -36,6 +36,9 @@ type Config struct {
 	// SweepInterval is how often stale sessions and what else has outlived
 	// its use (reveals, reservations) are deleted (default 10 minutes).
 	SweepInterval time.Duration
+	// LifecycleInterval is how often keys rotated with grace auto are
+	// retired when quiet, and ended keys logged (default 30 s).
+	LifecycleInterval time.Duration
 	// RateLimit is how many renders one key may ask for a minute (default
 	// 60), and the most a key's own limit may be.
 	RateLimit int
@@ -79,6 +82,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.SweepInterval == 0 {
 		c.SweepInterval = 10 * time.Minute
+	}
+	if c.LifecycleInterval == 0 {
+		c.LifecycleInterval = 30 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -141,12 +147,16 @@ func NewServer(cfg Config, st store.Store, renderer Renderer, logger *slog.Logge
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
-	s.stopped.Add(2)
+	s.stopped.Add(3)
 	go func() {
 		defer s.stopped.Done()
 		s.every(ctx, cfg.UsageFlushInterval, "flush API key usage", s.flushUsage)
 	}()
 	go func() { defer s.stopped.Done(); s.every(ctx, cfg.SweepInterval, "clean up", s.cleanUp) }()
+	go func() {
+		defer s.stopped.Done()
+		s.every(ctx, cfg.LifecycleInterval, "key lifecycles", s.updateKeyLifecycles)
+	}()
 	return s, nil
 }
 
@@ -179,6 +189,17 @@ func (s *Server) every(ctx context.Context, interval time.Duration, what string,
 			}
 		}
 	}
+}
+
+// updateKeyLifecycles retires quiet keys rotated with grace auto and logs
+// the keys that ended. The usage it judges by is this instance's too, so
+// it is flushed first.
+func (s *Server) updateKeyLifecycles(ctx context.Context) error {
+	if err := s.flushUsage(ctx); err != nil {
+		return err
+	}
+	_, err := s.store.UpdateKeyLifecycles(ctx)
+	return err
 }
 
 // cleanUp deletes sessions past their idle timeout or lifetime, and what

@@ -2,34 +2,84 @@ package web
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/peekshot/peekshot/account"
 )
 
-// usageRecorder counts API key usage in memory, so an authenticated request
-// performs no database write; the counts are flushed in batches.
+// usageRecorder counts API key usage in memory, per key and day (UTC), so
+// an authenticated request performs no database write; the counts are
+// flushed in batches, as additions.
 type usageRecorder struct {
 	mu      sync.Mutex
-	pending map[int64]account.KeyUsage
+	pending map[usageSlot]*account.KeyUsage
+}
+
+type usageSlot struct {
+	key int64
+	day int64 // Unix seconds of the day's start
 }
 
 func newUsageRecorder() *usageRecorder {
-	return &usageRecorder{pending: make(map[int64]account.KeyUsage)}
+	return &usageRecorder{pending: make(map[usageSlot]*account.KeyUsage)}
 }
 
-// record notes one request made with a key.
-func (u *usageRecorder) record(keyID int64, at time.Time) {
-	u.mu.Lock()
-	e := u.pending[keyID]
-	e.KeyID = keyID
-	e.Requests++
-	if at.After(e.LastUsed) {
-		e.LastUsed = at
+// slot is the pending usage of a key's day; u.mu must be held.
+func (u *usageRecorder) slot(keyID int64, at time.Time) *account.KeyUsage {
+	day := account.DayStart(at)
+	k := usageSlot{keyID, day.Unix()}
+	e := u.pending[k]
+	if e == nil {
+		e = &account.KeyUsage{KeyID: keyID, Day: day}
+		u.pending[k] = e
 	}
-	u.pending[keyID] = e
-	u.mu.Unlock()
+	return e
+}
+
+// request notes one request made with a key, from ip with agent; accepted
+// says the key's state and policy let it through.
+func (u *usageRecorder) request(keyID int64, at time.Time, ip, agent string, accepted bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	e := u.slot(keyID, at)
+	e.Requests++
+	if ip != "" && len(e.IPs) < account.MaxDayIPs && !slices.Contains(e.IPs, ip) {
+		e.IPs = append(e.IPs, ip)
+	}
+	if !accepted {
+		return
+	}
+	e.Accepted++
+	if e.FirstUsed.IsZero() || at.Before(e.FirstUsed) {
+		e.FirstUsed = at
+	}
+	if !at.Before(e.LastUsed) {
+		e.LastUsed, e.LastIP, e.LastAgent = at, ip, agent
+	}
+}
+
+// outcome notes how a key's request ended: a render, or refused with an
+// error code ("" for neither: a request that rendered nothing and failed
+// nothing, such as /me).
+func (u *usageRecorder) outcome(keyID int64, at time.Time, rendered bool, code string) {
+	if !rendered && code == "" {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	e := u.slot(keyID, at)
+	if rendered {
+		e.Renders++
+	}
+	if code != "" {
+		if e.Errors == nil {
+			e.Errors = map[string]int64{}
+		}
+		e.Errors[code]++
+	}
 }
 
 // take empties the pending usage.
@@ -41,7 +91,7 @@ func (u *usageRecorder) take() []account.KeyUsage {
 	}
 	out := make([]account.KeyUsage, 0, len(u.pending))
 	for _, e := range u.pending {
-		out = append(out, e)
+		out = append(out, *e)
 	}
 	clear(u.pending)
 	return out
@@ -52,13 +102,34 @@ func (u *usageRecorder) restore(batch []account.KeyUsage) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for _, b := range batch {
-		e := u.pending[b.KeyID]
-		e.KeyID = b.KeyID
-		e.Requests += b.Requests
-		if b.LastUsed.After(e.LastUsed) {
-			e.LastUsed = b.LastUsed
+		k := usageSlot{b.KeyID, account.DayStart(b.Day).Unix()}
+		e := u.pending[k]
+		if e == nil {
+			c := b
+			c.IPs, c.Errors = slices.Clone(b.IPs), maps.Clone(b.Errors)
+			u.pending[k] = &c
+			continue
 		}
-		u.pending[b.KeyID] = e
+		e.Requests += b.Requests
+		e.Accepted += b.Accepted
+		e.Renders += b.Renders
+		for code, n := range b.Errors {
+			if e.Errors == nil {
+				e.Errors = map[string]int64{}
+			}
+			e.Errors[code] += n
+		}
+		for _, ip := range b.IPs {
+			if len(e.IPs) < account.MaxDayIPs && !slices.Contains(e.IPs, ip) {
+				e.IPs = append(e.IPs, ip)
+			}
+		}
+		if !b.FirstUsed.IsZero() && (e.FirstUsed.IsZero() || b.FirstUsed.Before(e.FirstUsed)) {
+			e.FirstUsed = b.FirstUsed
+		}
+		if b.LastUsed.After(e.LastUsed) {
+			e.LastUsed, e.LastIP, e.LastAgent = b.LastUsed, b.LastIP, b.LastAgent
+		}
 	}
 }
 
@@ -71,10 +142,17 @@ func (u *usageRecorder) overlay(keys []account.APIKey) {
 		return
 	}
 	for i := range keys {
-		if e, ok := u.pending[keys[i].ID]; ok {
-			keys[i].RequestCount += e.Requests
-			if e.LastUsed.After(keys[i].LastUsedAt) {
-				keys[i].LastUsedAt = e.LastUsed.Truncate(time.Second)
+		k := &keys[i]
+		for slot, e := range u.pending {
+			if slot.key != k.ID {
+				continue
+			}
+			k.RequestCount += e.Accepted
+			if e.LastUsed.After(k.LastUsedAt) {
+				k.LastUsedAt, k.LastIP, k.LastUserAgent = e.LastUsed.Truncate(time.Second), e.LastIP, e.LastAgent
+			}
+			if !e.FirstUsed.IsZero() && (k.FirstUsedAt.IsZero() || e.FirstUsed.Before(k.FirstUsedAt)) {
+				k.FirstUsedAt = e.FirstUsed.Truncate(time.Second)
 			}
 		}
 	}

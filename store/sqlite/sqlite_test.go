@@ -655,7 +655,7 @@ func TestUpgradeFromRelease1(t *testing.T) {
 				t.Errorf("key %d looks rotated: %+v", id, k)
 			}
 		}
-		if _, _, err := s.RotateAPIKey(ctx, u.ID, 3, storetest.MustKey(t), 0); !errors.Is(err, account.ErrAlreadyRotated) {
+		if _, _, err := s.RotateAPIKey(ctx, u.ID, 3, storetest.MustKey(t), account.Grace{}); !errors.Is(err, account.ErrAlreadyRotated) {
 			t.Errorf("rotating key 3 again: %v", err)
 		}
 		if n, err := s.CountActiveAPIKeys(ctx, u.ID); err != nil || n != 3 {

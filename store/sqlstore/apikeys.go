@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,22 +16,22 @@ func changeOfKey(k account.APIKey) store.Change { return store.Change{KeyID: k.I
 
 func changeOfUser(userID int64) store.Change { return store.Change{UserID: userID} }
 
-const apiKeyColumns = `id, user_id, label, prefix, last4, active, created_at, expires_at, expiry_lifetime, rotated_at, retires_at, replaced_by, last_used_at, request_count, ` + policyColumns
+const apiKeyColumns = `id, user_id, label, prefix, last4, active, created_at, expires_at, expiry_lifetime, rotated_at, retires_at, replaced_by, auto_retire, first_used_at, last_used_at, last_ip, last_user_agent, request_count, ` + policyColumns
 
 func scanAPIKey(row interface{ Scan(...any) error }) (account.APIKey, error) {
 	var k account.APIKey
 	var created int64
-	var expires, lifetime, rotated, retires, replaced, used sql.NullInt64
+	var expires, lifetime, rotated, retires, replaced, first, used sql.NullInt64
 	var pr policyRow
 	err := row.Scan(append([]any{&k.ID, &k.UserID, &k.Label, &k.Prefix, &k.Last4, &k.Active, &created,
-		&expires, &lifetime, &rotated, &retires, &replaced, &used, &k.RequestCount}, pr.dest()...)...)
+		&expires, &lifetime, &rotated, &retires, &replaced, &k.AutoRetire, &first, &used, &k.LastIP, &k.LastUserAgent, &k.RequestCount}, pr.dest()...)...)
 	if err != nil {
 		return account.APIKey{}, noRows(err)
 	}
 	k.CreatedAt = time.Unix(created, 0)
 	k.ExpiresAt, k.ExpiryLifetime = unix(expires), time.Duration(lifetime.Int64)*time.Second
 	k.RotatedAt, k.RetiresAt = unix(rotated), unix(retires)
-	k.LastUsedAt, k.ReplacedBy = unix(used), replaced.Int64
+	k.FirstUsedAt, k.LastUsedAt, k.ReplacedBy = unix(first), unix(used), replaced.Int64
 	k.Policy = pr.policy()
 	return k, nil
 }
@@ -44,8 +45,10 @@ func (db *DB) CreateAPIKey(ctx context.Context, nk account.NewAPIKey) (account.A
 			return err
 		}
 		var err error
-		k, err = insertAPIKey(t, nk)
-		return err
+		if k, err = insertAPIKey(t, nk); err != nil {
+			return err
+		}
+		return t.log(k.UserID, account.EventKeyCreated, &k, "")
 	})
 	return k, err
 }
@@ -202,16 +205,24 @@ func (db *DB) SetAPIKeyActive(ctx context.Context, userID, keyID int64, active b
 			return err
 		}
 		k.Active = active
+		ev := account.EventKeyDeactivated
+		if active {
+			ev = account.EventKeyActivated
+		}
+		if err := t.log(userID, ev, &k, ""); err != nil {
+			return err
+		}
 		return t.notify(changeOfKey(k))
 	})
 	return k, err
 }
 
-// RotateAPIKey replaces one of the user's keys with next (same label): the
-// old key keeps working for grace, then retires and is refused as
-// expired. A key that was already rotated or has expired cannot be
-// rotated. It returns the old key as it now is and the new key.
-func (db *DB) RotateAPIKey(ctx context.Context, userID, keyID int64, next string, grace time.Duration) (old, replacement account.APIKey, err error) {
+// RotateAPIKey replaces one of the user's keys with next (same label and
+// policy): the old key keeps working for the grace period, then retires
+// and is refused as expired. A key that was already rotated or has
+// expired cannot be rotated. It returns the old key as it now is and the
+// new key.
+func (db *DB) RotateAPIKey(ctx context.Context, userID, keyID int64, next string, grace account.Grace) (old, replacement account.APIKey, err error) {
 	err = db.inTx(ctx, "rotate API key", func(t *tx) error {
 		if err := t.lockUser(userID); err != nil {
 			return err
@@ -224,10 +235,10 @@ func (db *DB) RotateAPIKey(ctx context.Context, userID, keyID int64, next string
 			return err
 		}
 		now := t.now.Unix()
-		retires := now + int64(grace/time.Second)
+		retires := now + int64(grace.For/time.Second)
 		// Retire the old key first so that, with grace "now", the
 		// replacement takes its place under the key limit.
-		if _, err := t.exec(`UPDATE api_keys SET rotated_at = ?, retires_at = ? WHERE id = ?`, now, retires, keyID); err != nil {
+		if _, err := t.exec(`UPDATE api_keys SET rotated_at = ?, retires_at = ?, auto_retire = ? WHERE id = ?`, now, retires, grace.Auto, keyID); err != nil {
 			return err
 		}
 		// The replacement does what the old key did: same label and
@@ -241,13 +252,31 @@ func (db *DB) RotateAPIKey(ctx context.Context, userID, keyID int64, next string
 			return err
 		}
 		old = k
-		old.RotatedAt, old.RetiresAt, old.ReplacedBy = time.Unix(now, 0), time.Unix(retires, 0), replacement.ID
+		old.RotatedAt, old.RetiresAt, old.ReplacedBy, old.AutoRetire = time.Unix(now, 0), time.Unix(retires, 0), replacement.ID, grace.Auto
+		detail := "replaced by " + replacement.Masked() + ", " + graceText(grace)
+		if err := t.log(userID, account.EventKeyRotated, &old, detail); err != nil {
+			return err
+		}
+		if err := t.log(userID, account.EventKeyCreated, &replacement, "to replace "+old.Masked()); err != nil {
+			return err
+		}
 		return t.notify(changeOfKey(k))
 	})
 	if err != nil {
 		return account.APIKey{}, account.APIKey{}, err
 	}
 	return old, replacement, nil
+}
+
+// graceText says how a rotated key retires, for the log.
+func graceText(g account.Grace) string {
+	switch {
+	case g.Auto:
+		return "retires an hour after its last use once the new key is used, in 7 days at the latest"
+	case g.For == 0:
+		return "stopped at once"
+	}
+	return "works for another " + g.For.String()
 }
 
 // UpdateAPIKeySettings changes one of the user's keys' label, policy and
@@ -272,7 +301,11 @@ func (db *DB) UpdateAPIKeySettings(ctx context.Context, userID, keyID int64, ks 
 		if err != nil {
 			return err
 		}
+		detail := settingsChanged(k, ks)
 		k.Label, k.ExpiresAt, k.ExpiryLifetime, k.Policy = ks.Label, ks.Expiry.At, ks.Expiry.Lifetime, ks.Policy
+		if err := t.log(userID, account.EventKeySettingsChanged, &k, detail); err != nil {
+			return err
+		}
 		return t.notify(changeOfKey(k))
 	})
 	return k, err
@@ -281,34 +314,17 @@ func (db *DB) UpdateAPIKeySettings(ctx context.Context, userID, keyID int64, ks 
 // DeleteAPIKey removes one of the user's keys for good.
 func (db *DB) DeleteAPIKey(ctx context.Context, userID, keyID int64) error {
 	return db.inTx(ctx, "delete API key", func(t *tx) error {
-		if err := expectOne(t.exec(`DELETE FROM api_keys WHERE id = ? AND user_id = ?`, keyID, userID)); err != nil {
-			return err
-		}
-		return t.notify(store.Change{KeyID: keyID, UserID: userID})
-	})
-}
-
-// RecordAPIKeyUsage adds usage counted by one server to many keys in one
-// transaction: additions, so servers never overwrite each other's counts.
-// Keys deleted meanwhile are skipped.
-func (db *DB) RecordAPIKeyUsage(ctx context.Context, usage []account.KeyUsage) error {
-	if len(usage) == 0 {
-		return nil
-	}
-	return db.inTx(ctx, "record API key usage", func(t *tx) error {
-		stmt, err := t.PrepareContext(ctx, db.q(`UPDATE api_keys
-			SET request_count = request_count + ?, last_used_at = `+db.d.Greatest()+`(coalesce(last_used_at, 0), ?)
-			WHERE id = ?`))
+		k, err := ownKey(t, userID, keyID)
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
-		for _, u := range usage {
-			if _, err := stmt.ExecContext(ctx, u.Requests, u.LastUsed.Unix(), u.KeyID); err != nil {
-				return err
-			}
+		if err := expectOne(t.exec(`DELETE FROM api_keys WHERE id = ? AND user_id = ?`, keyID, userID)); err != nil {
+			return err
 		}
-		return nil
+		if err := t.log(userID, account.EventKeyDeleted, &k, ""); err != nil {
+			return err
+		}
+		return t.notify(store.Change{KeyID: keyID, UserID: userID})
 	})
 }
 
@@ -326,4 +342,35 @@ func (db *DB) CountActiveAPIKeys(ctx context.Context, userID int64) (int, error)
 		}
 	}
 	return n, nil
+}
+
+// settingsChanged names what a settings change changes, for the log.
+func settingsChanged(k account.APIKey, ks account.KeySettings) string {
+	var changed []string
+	p, q := k.Policy, ks.Policy
+	if k.Label != ks.Label {
+		changed = append(changed, "label")
+	}
+	if !k.ExpiresAt.Equal(ks.Expiry.At) {
+		changed = append(changed, "expiration")
+	}
+	if !slices.Equal(p.Scopes, q.Scopes) {
+		changed = append(changed, "scopes")
+	}
+	if !slices.Equal(p.AllowedIPs, q.AllowedIPs) {
+		changed = append(changed, "allowed IPs")
+	}
+	if !slices.Equal(p.AllowedTargets, q.AllowedTargets) {
+		changed = append(changed, "allowed sites")
+	}
+	if p.RateLimit != q.RateLimit {
+		changed = append(changed, "rate limit")
+	}
+	if p.MonthlyBudget != q.MonthlyBudget {
+		changed = append(changed, "monthly budget")
+	}
+	if len(changed) == 0 {
+		return "nothing changed"
+	}
+	return strings.Join(changed, ", ")
 }

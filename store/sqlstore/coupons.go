@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/peekshot/peekshot/account"
@@ -139,6 +140,9 @@ func (db *DB) RedeemCoupon(ctx context.Context, userID int64, code string) (acco
 			return err
 		}
 		if balance, err = addCredits(t, userID, c.Credits, ledgerEntry{reason: "coupon", couponID: c.ID}); err != nil {
+			return err
+		}
+		if err := t.log(userID, account.EventCouponRedeemed, nil, c.Code+": "+strconv.FormatInt(c.Credits, 10)+" credits"); err != nil {
 			return err
 		}
 		return t.notify(changeOfUser(userID))

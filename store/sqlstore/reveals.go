@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"time"
+
+	"github.com/peekshot/peekshot/account"
 )
 
 // PutReveal keeps a sealed new key for the page that shows it, under the
@@ -53,6 +55,8 @@ func (db *DB) Sweep(ctx context.Context) error {
 			{`DELETE FROM key_reveals WHERE expires_at <= ?`, now.Unix()},
 			{`DELETE FROM credit_reservations WHERE expires_at <= ?`, now.Unix()},
 			{`DELETE FROM api_key_rates WHERE tat <= ?`, now.UnixMicro()},
+			{`DELETE FROM activity WHERE at < ?`, now.Add(-account.ActivityKept).Unix()},
+			{`DELETE FROM key_day_ips WHERE day < ?`, account.DayStart(now).Add(-account.ManyIPsWithin - 24*time.Hour).Unix()},
 		} {
 			if _, err := t.exec(q.sql, q.arg); err != nil {
 				return err

@@ -22,8 +22,10 @@ func (db *DB) CreateUser(ctx context.Context, nu account.NewUser) (account.User,
 		if err != nil {
 			return err
 		}
-		u.Credits, err = addCredits(t, u.ID, account.SignupCredits, ledgerEntry{reason: "signup"})
-		return err
+		if u.Credits, err = addCredits(t, u.ID, account.SignupCredits, ledgerEntry{reason: "signup"}); err != nil {
+			return err
+		}
+		return t.log(u.ID, account.EventAccountCreated, nil, "")
 	})
 	if err != nil {
 		return account.User{}, err
@@ -72,7 +74,10 @@ func (db *DB) EmailAndCredits(ctx context.Context, userID int64) (email string, 
 // UpdateUserName changes the display name.
 func (db *DB) UpdateUserName(ctx context.Context, userID int64, name string) error {
 	return db.inTx(ctx, "update name", func(t *tx) error {
-		return expectOne(t.exec(`UPDATE users SET name = ? WHERE id = ?`, name, userID))
+		if err := expectOne(t.exec(`UPDATE users SET name = ? WHERE id = ?`, name, userID)); err != nil {
+			return err
+		}
+		return t.log(userID, account.EventProfileChanged, nil, "name")
 	})
 }
 
@@ -84,8 +89,10 @@ func (db *DB) ChangePassword(ctx context.Context, userID int64, passwordHash str
 		if err := expectOne(t.exec(`UPDATE users SET password_hash = ? WHERE id = ?`, passwordHash, userID)); err != nil {
 			return err
 		}
-		_, err := t.exec(`DELETE FROM sessions WHERE user_id = ? AND id_hash <> ?`, userID, keep.Hash())
-		return err
+		if _, err := t.exec(`DELETE FROM sessions WHERE user_id = ? AND id_hash <> ?`, userID, keep.Hash()); err != nil {
+			return err
+		}
+		return t.log(userID, account.EventPasswordChanged, nil, "other sessions ended")
 	})
 }
 

@@ -123,11 +123,11 @@ func StoreSecrets(t testing.TB, h *Harness) Secrets {
 	secrets.Add([]byte(plain))
 	secrets.Add([]byte(plain[4:36])) // its random part
 	next := MustKey(t)
-	if _, _, err := s.RotateAPIKey(ctx, u.ID, created.ID, next, time.Hour); err != nil {
+	if _, _, err := s.RotateAPIKey(ctx, u.ID, created.ID, next, account.Grace{For: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	secrets.Add([]byte(next))
-	if err := s.RecordAPIKeyUsage(ctx, []account.KeyUsage{{KeyID: created.ID, Requests: 1, LastUsed: h.Clock.Now()}}); err != nil {
+	if err := s.RecordAPIKeyUsage(ctx, []account.KeyUsage{{KeyID: created.ID, Day: h.Clock.Now(), Requests: 1, Accepted: 1, FirstUsed: h.Clock.Now(), LastUsed: h.Clock.Now()}}); err != nil {
 		t.Fatal(err)
 	}
 	sid, err := account.NewSessionID()

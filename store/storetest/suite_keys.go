@@ -68,8 +68,11 @@ func testAPIKeys(t *testing.T, h *Harness) {
 			{"Read", func(id int64) error { _, err := s.APIKey(ctx, bob.ID, id); return err }},
 			{"Deactivate", func(id int64) error { _, err := s.SetAPIKeyActive(ctx, bob.ID, id, false); return err }},
 			{"Activate", func(id int64) error { _, err := s.SetAPIKeyActive(ctx, bob.ID, id, true); return err }},
-			{"Rotate", func(id int64) error { _, _, err := s.RotateAPIKey(ctx, bob.ID, id, next, time.Hour); return err }},
-			{"RotateNow", func(id int64) error { _, _, err := s.RotateAPIKey(ctx, bob.ID, id, next, 0); return err }},
+			{"Rotate", func(id int64) error {
+				_, _, err := s.RotateAPIKey(ctx, bob.ID, id, next, account.Grace{For: time.Hour})
+				return err
+			}},
+			{"RotateNow", func(id int64) error { _, _, err := s.RotateAPIKey(ctx, bob.ID, id, next, account.Grace{}); return err }},
 			{"Delete", func(id int64) error { return s.DeleteAPIKey(ctx, bob.ID, id) }},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -126,11 +129,11 @@ func testAPIKeys(t *testing.T, h *Harness) {
 			t.Fatal(err)
 		}
 		retiring, _ := NewKey(t, s, u.ID, "retiring") // and its replacement
-		if _, _, err := s.RotateAPIKey(ctx, u.ID, retiring.ID, MustKey(t), time.Hour); err != nil {
+		if _, _, err := s.RotateAPIKey(ctx, u.ID, retiring.ID, MustKey(t), account.Grace{For: time.Hour}); err != nil {
 			t.Fatal(err)
 		}
 		retired, _ := NewKey(t, s, u.ID, "retired") // and its replacement
-		if _, _, err := s.RotateAPIKey(ctx, u.ID, retired.ID, MustKey(t), 0); err != nil {
+		if _, _, err := s.RotateAPIKey(ctx, u.ID, retired.ID, MustKey(t), account.Grace{}); err != nil {
 			t.Fatal(err)
 		}
 		expired, _ := NewKey(t, s, u.ID, "expired")
@@ -189,7 +192,7 @@ func testAPIKeyActivation(t *testing.T, h *Harness) {
 			return got
 		}},
 		{"RotatedNow", func(t *testing.T, k account.APIKey) account.APIKey {
-			old, _, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), 0)
+			old, _, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), account.Grace{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -230,7 +233,7 @@ func testAPIKeyRotation(t *testing.T, h *Harness) {
 		clk.Add(time.Minute)
 		now := clk.Now()
 		next := MustKey(t)
-		old, repl, err := s.RotateAPIKey(ctx, u.ID, k.ID, next, 24*time.Hour)
+		old, repl, err := s.RotateAPIKey(ctx, u.ID, k.ID, next, account.Grace{For: 24 * time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,7 +273,7 @@ func testAPIKeyRotation(t *testing.T, h *Harness) {
 			t.Fatalf("list %+v", keys)
 		}
 		t.Run("ErrAlreadyRotated", func(t *testing.T) {
-			if _, _, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), time.Hour); !errors.Is(err, account.ErrAlreadyRotated) {
+			if _, _, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), account.Grace{For: time.Hour}); !errors.Is(err, account.ErrAlreadyRotated) {
 				t.Fatalf("second rotation: %v", err)
 			}
 			if got, _ := s.APIKey(ctx, u.ID, k.ID); !sameKey(got, old) {
@@ -283,14 +286,14 @@ func testAPIKeyRotation(t *testing.T, h *Harness) {
 		t.Run("ErrKeyExpiredAfterGrace", func(t *testing.T) {
 			clk.Add(24 * time.Hour)
 			defer clk.Add(-24 * time.Hour)
-			if _, _, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), time.Hour); !errors.Is(err, account.ErrKeyExpired) {
+			if _, _, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), account.Grace{For: time.Hour}); !errors.Is(err, account.ErrKeyExpired) {
 				t.Fatalf("rotating a retired key: %v", err)
 			}
 		})
 	})
 	t.Run("Now", func(t *testing.T) {
 		k, _ := NewKey(t, s, u.ID, "")
-		old, repl, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), 0)
+		old, repl, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), account.Grace{})
 		if err != nil || old.Status(clk.Now()) != account.KeyExpired || !old.RetiresAt.Equal(clk.Now()) || !old.RotatedAt.Equal(clk.Now()) {
 			t.Fatalf("%+v %v", old, err)
 		}
@@ -302,7 +305,7 @@ func testAPIKeyRotation(t *testing.T, h *Harness) {
 		k, _ := NewKey(t, s, u.ID, "")
 		setExpiry(t, h, k.ID, clk.Now())
 		before := h.Int(t, `SELECT count(*) FROM api_keys`)
-		if _, _, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), time.Hour); !errors.Is(err, account.ErrKeyExpired) {
+		if _, _, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), account.Grace{For: time.Hour}); !errors.Is(err, account.ErrKeyExpired) {
 			t.Fatalf("rotating an expired key: %v", err)
 		}
 		if n := h.Int(t, `SELECT count(*) FROM api_keys`); n != before {
@@ -314,7 +317,7 @@ func testAPIKeyRotation(t *testing.T, h *Harness) {
 		if _, err := s.SetAPIKeyActive(ctx, u.ID, k.ID, false); err != nil {
 			t.Fatal(err)
 		}
-		old, repl, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), time.Hour)
+		old, repl, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), account.Grace{For: time.Hour})
 		if err != nil || old.Active || old.Status(clk.Now()) != account.KeyInactive || !repl.Active {
 			t.Fatalf("old %+v new %+v %v", old, repl, err)
 		}
@@ -328,7 +331,7 @@ func testAPIKeyUsage(t *testing.T, h *Harness) {
 	other := h.Again()
 	at := clk.Now().Add(time.Minute)
 	t.Run("Additive", func(t *testing.T) {
-		if err := s.RecordAPIKeyUsage(ctx, []account.KeyUsage{{KeyID: k.ID, Requests: 3, LastUsed: at}, {KeyID: k.ID + 1000, Requests: 1, LastUsed: at}}); err != nil {
+		if err := s.RecordAPIKeyUsage(ctx, []account.KeyUsage{{KeyID: k.ID, Day: at, Requests: 3, Accepted: 3, FirstUsed: at, LastUsed: at}, {KeyID: k.ID + 1000, Day: at, Requests: 1, Accepted: 1, FirstUsed: at, LastUsed: at}}); err != nil {
 			t.Fatalf("a flush with a deleted key: %v", err)
 		}
 		got, _ := s.APIKey(ctx, u.ID, k.ID)
@@ -337,7 +340,7 @@ func testAPIKeyUsage(t *testing.T, h *Harness) {
 		}
 		// Another server's flush adds to it; its older last use does not
 		// move the time back.
-		if err := other.RecordAPIKeyUsage(ctx, []account.KeyUsage{{KeyID: k.ID, Requests: 2, LastUsed: at.Add(-time.Hour)}}); err != nil {
+		if err := other.RecordAPIKeyUsage(ctx, []account.KeyUsage{{KeyID: k.ID, Day: at.Add(-time.Hour), Requests: 2, Accepted: 2, FirstUsed: at.Add(-time.Hour), LastUsed: at.Add(-time.Hour)}}); err != nil {
 			t.Fatal(err)
 		}
 		got, _ = s.APIKey(ctx, u.ID, k.ID)
@@ -352,7 +355,7 @@ func testAPIKeyUsage(t *testing.T, h *Harness) {
 		before, _ := s.APIKey(ctx, u.ID, k.ID)
 		ss := []store.Store{s, other}
 		race(t, 40, func(i int) error {
-			return ss[i%2].RecordAPIKeyUsage(ctx, []account.KeyUsage{{KeyID: k.ID, Requests: int64(i + 1), LastUsed: at.Add(time.Duration(i) * time.Second)}})
+			return ss[i%2].RecordAPIKeyUsage(ctx, []account.KeyUsage{{KeyID: k.ID, Day: at.Add(time.Duration(i) * time.Second), Requests: int64(i + 1), Accepted: int64(i + 1), FirstUsed: at.Add(time.Duration(i) * time.Second), LastUsed: at.Add(time.Duration(i) * time.Second)}})
 		}, nil)
 		got, _ := s.APIKey(ctx, u.ID, k.ID)
 		if got.RequestCount != before.RequestCount+40*41/2 || !got.LastUsedAt.Equal(at.Add(39*time.Second)) {
@@ -394,7 +397,7 @@ func testAPIKeyIDs(t *testing.T, h *Harness) {
 	}
 	// Rotation draws from the same sequence.
 	k := next(t, s, "rotated")
-	_, repl, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), 0)
+	_, repl, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), account.Grace{})
 	if err != nil || repl.ID <= k.ID {
 		t.Fatalf("replacement id %d after %d: %v", repl.ID, k.ID, err)
 	}
@@ -436,7 +439,7 @@ func testAPIKeyLimit(t *testing.T, h *Harness) {
 		}
 
 		before, _ := s.APIKeys(ctx, u.ID)
-		if _, _, err := s.RotateAPIKey(ctx, u.ID, first.ID, MustKey(t), time.Hour); !errors.Is(err, account.ErrKeyLimit) {
+		if _, _, err := s.RotateAPIKey(ctx, u.ID, first.ID, MustKey(t), account.Grace{For: time.Hour}); !errors.Is(err, account.ErrKeyLimit) {
 			t.Fatalf("rotate with grace at the limit: %v", err)
 		}
 		after, _ := s.APIKeys(ctx, u.ID)
@@ -448,7 +451,7 @@ func testAPIKeyLimit(t *testing.T, h *Harness) {
 				t.Fatalf("a refused rotation changed %+v into %+v", before[i], after[i])
 			}
 		}
-		old, _, err := s.RotateAPIKey(ctx, u.ID, first.ID, MustKey(t), 0)
+		old, _, err := s.RotateAPIKey(ctx, u.ID, first.ID, MustKey(t), account.Grace{})
 		if err != nil {
 			t.Fatalf("rotate now at the limit should replace in place: %v", err)
 		}

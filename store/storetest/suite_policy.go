@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,7 +93,7 @@ func testPolicies(t *testing.T, h *Harness) {
 	})
 	t.Run("RotationCopiesThePolicy", func(t *testing.T) {
 		clk.Add(10 * 24 * time.Hour)
-		old, repl, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), time.Hour)
+		old, repl, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), account.Grace{For: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +113,7 @@ func testPolicies(t *testing.T, h *Harness) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, repl, err = s.RotateAPIKey(ctx, u.ID, dated.ID, MustKey(t), 0)
+		_, repl, err = s.RotateAPIKey(ctx, u.ID, dated.ID, MustKey(t), account.Grace{})
 		if err != nil || !repl.ExpiresAt.Equal(dated.ExpiresAt) || repl.ExpiryLifetime != 0 {
 			t.Fatalf("a dated key's replacement expires %v (lifetime %v), want %v: %v", repl.ExpiresAt, repl.ExpiryLifetime, dated.ExpiresAt, err)
 		}
@@ -156,9 +157,14 @@ func testMonthlyBudget(t *testing.T, h *Harness) {
 		return err
 	}
 	var exhausted *account.BudgetExhaustedError
+	var mu sync.Mutex
 	budgetRefusal := errors.New("budget")
 	asRefusal := func(err error) error {
-		if errors.As(err, &exhausted) {
+		var be *account.BudgetExhaustedError
+		if errors.As(err, &be) {
+			mu.Lock()
+			exhausted = be
+			mu.Unlock()
 			return budgetRefusal
 		}
 		return err

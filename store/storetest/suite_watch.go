@@ -240,7 +240,7 @@ func writes(h *Harness) []struct {
 			ctx := t.Context()
 			u := NewUser(t, h.Store)
 			k, _ := NewKey(t, h.Store, u.ID, "")
-			if _, _, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), 0); err != nil {
+			if _, _, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), account.Grace{}); err != nil {
 				t.Fatal(err)
 			}
 			return store.Change{KeyID: k.ID, UserID: u.ID}
@@ -425,7 +425,7 @@ func testCached(t *testing.T, h *Harness) {
 				u := NewUser(t, s)
 				k, plain := NewKey(t, s, u.ID, "")
 				keyByPlain(t, c, plain)
-				if _, _, err := via.store().RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), 0); err != nil {
+				if _, _, err := via.store().RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), account.Grace{}); err != nil {
 					t.Fatal(err)
 				}
 				seen(t, "retired", func() bool {
@@ -497,7 +497,7 @@ func testCached(t *testing.T, h *Harness) {
 	t.Run("NoUsage", func(t *testing.T) {
 		u := NewUser(t, s)
 		k, plain := NewKey(t, s, u.ID, "")
-		if err := s.RecordAPIKeyUsage(ctx, []account.KeyUsage{{KeyID: k.ID, Requests: 3, LastUsed: h.Clock.Now()}}); err != nil {
+		if err := s.RecordAPIKeyUsage(ctx, []account.KeyUsage{{KeyID: k.ID, Day: h.Clock.Now(), Requests: 3, Accepted: 3, FirstUsed: h.Clock.Now(), LastUsed: h.Clock.Now()}}); err != nil {
 			t.Fatal(err)
 		}
 		if got := keyByPlain(t, c, plain); got.RequestCount != 0 || !got.LastUsedAt.IsZero() {
