@@ -158,7 +158,7 @@ func (in PolicyInput) Parse(now time.Time, rateMax int) (Policy, Expiry, error) 
 	var p Policy
 	var x Expiry
 	var err error
-	if x, err = parseExpiry(in.Expires, in.ExpiresDate, now); err != nil {
+	if x, err = ParseExpiry(in.Expires, in.ExpiresDate, now); err != nil {
 		field := "expires"
 		if in.Expires == "date" {
 			field = "expires_date"
@@ -188,7 +188,9 @@ func (in PolicyInput) Parse(now time.Time, rateMax int) (Policy, Expiry, error) 
 	return p, x, nil
 }
 
-func parseExpiry(choice, date string, now time.Time) (Expiry, error) {
+// ParseExpiry reads a form's expiry: never, a lifetime (7d, 30d, 90d, 1y)
+// or, with choice "date", the day in date (UTC) through which a key works.
+func ParseExpiry(choice, date string, now time.Time) (Expiry, error) {
 	choice = strings.TrimSpace(choice)
 	if choice == "date" {
 		choice = strings.TrimSpace(date)

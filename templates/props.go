@@ -6,6 +6,7 @@ package templates
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,9 @@ const (
 	TabProfile Tab = "profile"
 	TabAPIKeys Tab = "api-keys"
 	TabCoupons Tab = "coupons"
+	// TabActivity is the activity log: a page of the Account page without
+	// a tab of its own (the three tabs stay), linked from two of them.
+	TabActivity Tab = "activity"
 )
 
 // URL is the tab's address.
@@ -67,6 +71,8 @@ func (t Tab) Title() string {
 		return "Profile"
 	case TabAPIKeys:
 		return "API Keys"
+	case TabActivity:
+		return "Activity"
 	default:
 		return "Redeem Coupon"
 	}
@@ -92,6 +98,8 @@ type APIKeysProps struct {
 	Reveal  *Reveal
 	Create  CreateKeyForm
 	BaseURL string // where the API answers, for the curl example
+	// Findings are what key health points out; none, no card.
+	Findings []account.Finding
 	// KeepReveal is the key whose revealed value a refreshed list leaves
 	// where it is on the page (the server no longer has the value).
 	KeepReveal int64
@@ -425,6 +433,11 @@ type KeyPageProps struct {
 	Key      account.APIKey
 	Now      time.Time
 	Settings SettingsForm
+	Chart    UsageChart
+	// Recent is the key's latest activity.
+	Recent []account.Activity
+	// Replacement is the key that replaced this one, for a rotated key.
+	Replacement *account.APIKey
 }
 
 // SettingsForm is a key's settings form: its label and policy fields, and
@@ -464,4 +477,163 @@ func prefixesText(ps []netip.Prefix) []string {
 		out[i] = prefixText(p)
 	}
 	return out
+}
+
+// RetirementText says when a rotated key stops working, as the list and
+// its page show it: for grace auto, what the retirement waits for.
+func RetirementText(k account.APIKey, replacement *account.APIKey, now time.Time) string {
+	if !k.AutoRetire {
+		return "Stops working " + RelTime(k.RetiresAt, now) + " (" + ExactTime(k.RetiresAt) + ")."
+	}
+	limit := k.RotatedAt.Add(account.AutoGraceMax)
+	if replacement == nil || replacement.FirstUsedAt.IsZero() {
+		return "Retires an hour after its last use once its replacement is used, by " + ExactTime(limit) + " at the latest. The replacement hasn't been used yet."
+	}
+	last := "it hasn't been used since the rotation"
+	if !k.LastUsedAt.IsZero() {
+		last = "last used " + RelTime(k.LastUsedAt, now)
+	}
+	return "Retires 1 h after its last use — " + last + ": " + RelTime(k.RetiresAt, now) + " (" + ExactTime(k.RetiresAt) + ")."
+}
+
+// RetiringBadge is what a rotated key's badge in the list says, and its
+// tooltip: with grace auto, whether it still waits for the replacement.
+func RetiringBadge(k account.APIKey, now time.Time) (text, title string) {
+	if !k.AutoRetire {
+		return "Retiring " + RelTime(k.RetiresAt, now), "Rotated: the old key stops working " + ExactTime(k.RetiresAt)
+	}
+	limit := k.RotatedAt.Add(account.AutoGraceMax)
+	if !k.RetiresAt.Before(limit) {
+		return "Retires when quiet", "Rotated with grace auto: it retires an hour after its last use once its replacement is used, by " + ExactTime(limit) + " at the latest"
+	}
+	return "Retiring " + RelTime(k.RetiresAt, now), "Rotated with grace auto: its replacement is in use, so it retires an hour after its own last use, " + ExactTime(k.RetiresAt) + " unless it is used again"
+}
+
+// ActorText is who did something, for the activity log.
+func ActorText(a account.Actor) string {
+	switch a.Kind {
+	case account.ActorSession:
+		return "You, signed in"
+	case account.ActorKey:
+		return "API key " + a.KeyMasked
+	case account.ActorOperator:
+		return "The operator (command line)"
+	case account.ActorScanner:
+		return "A secret scanner"
+	}
+	return "PeekShot"
+}
+
+// EventText says what an event is, for people.
+func EventText(e account.Event) string {
+	switch e {
+	case account.EventAccountCreated:
+		return "Account created"
+	case account.EventLoginSucceeded:
+		return "Signed in"
+	case account.EventLoginFailed:
+		return "Sign-in failed"
+	case account.EventPasswordChanged:
+		return "Password changed"
+	case account.EventProfileChanged:
+		return "Profile changed"
+	case account.EventKeyCreated:
+		return "Key created"
+	case account.EventKeyDeactivated:
+		return "Key deactivated"
+	case account.EventKeyActivated:
+		return "Key activated"
+	case account.EventKeyRotated:
+		return "Key rotated"
+	case account.EventKeyRetired:
+		return "Key retired"
+	case account.EventKeyDeleted:
+		return "Key deleted"
+	case account.EventKeySettingsChanged:
+		return "Key settings changed"
+	case account.EventKeyExpired:
+		return "Key expired"
+	case account.EventKeyLeakReported:
+		return "Key reported leaked"
+	case account.EventCouponRedeemed:
+		return "Coupon redeemed"
+	}
+	return string(e)
+}
+
+// orDash is s, or a dash for nothing.
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+// ActivityProps is the activity page: a page of entries and its filters.
+type ActivityProps struct {
+	Entries []account.Activity
+	Keys    []account.APIKey
+	Filter  account.ActivityFilter
+	// Older and Newest link to the next page of older entries and back to
+	// the first, when there are.
+	Older, Newest string
+	// GoneKey names the key filtered by when it was deleted since.
+	GoneKey string
+}
+
+// CSVURL is the CSV of what the page shows, all of it.
+func (p ActivityProps) CSVURL() string {
+	return "/account/activity.csv" + p.Query(0)
+}
+
+// Query is the filter as a query string, from entries older than before.
+func (p ActivityProps) Query(before int64) string {
+	v := url.Values{}
+	if p.Filter.KeyID != 0 {
+		v.Set("key", strconv.FormatInt(p.Filter.KeyID, 10))
+	}
+	if p.Filter.Event != "" {
+		v.Set("event", string(p.Filter.Event))
+	}
+	if before != 0 {
+		v.Set("before", strconv.FormatInt(before, 10))
+	}
+	if len(v) == 0 {
+		return ""
+	}
+	return "?" + v.Encode()
+}
+
+// ActivityKeyLabel is the key an entry is about, by the label it had then.
+func ActivityKeyLabel(a account.Activity) string {
+	if a.KeyLabel == "" {
+		return "Untitled key"
+	}
+	return a.KeyLabel
+}
+
+// FindingText is what a finding of key health says.
+func FindingText(f account.Finding) (title, why string) {
+	switch f.Kind {
+	case account.FindingManyIPs:
+		return "Used from more than " + strconv.Itoa(account.ManyIPs) + " addresses in a day",
+			"A key used from this many places may have been shared or leaked. Limit it to your servers' addresses, or rotate it."
+	case account.FindingUnrestricted:
+		return "Every scope and any address",
+			"These keys can create, change and delete keys from anywhere. Narrow their scopes or their allowed IP addresses."
+	case account.FindingNeverExpires:
+		return "Never expire", "A key without an end date works forever if it leaks. Give it an expiration; a rotation keeps its lifetime."
+	case account.FindingIdle:
+		return "Not used for 30 days", "A key nobody uses is only a risk. Deactivate it; you can turn it back on."
+	}
+	return string(f.Kind), ""
+}
+
+// shownKeys are the first keys of a finding, and how many more there are.
+func shownKeys(f account.Finding) ([]account.APIKey, int) {
+	const most = 5
+	if len(f.Keys) <= most {
+		return f.Keys, 0
+	}
+	return f.Keys[:most], len(f.Keys) - most
 }

@@ -76,8 +76,14 @@ func (s *Server) apiKeysProps(c echo.Context, reveal *templates.Reveal, form tem
 		form.Policy.RateMax, form.Policy.Today = s.cfg.RateLimit, s.cfg.Now()
 	}
 	s.usage.overlay(keys)
+	now := s.cfg.Now()
+	ips, err := s.store.KeyIPsPerDay(c.Request().Context(), currentUser(c).ID, now.Add(-account.ManyIPsWithin), account.ManyIPs)
+	if err != nil {
+		return templates.APIKeysProps{}, err
+	}
 	return templates.APIKeysProps{
-		CSRF: s.csrf(c), Keys: keys, Now: s.cfg.Now(), Reveal: reveal, Create: form, BaseURL: baseURL(c.Request()),
+		CSRF: s.csrf(c), Keys: keys, Now: now, Reveal: reveal, Create: form, BaseURL: baseURL(c.Request()),
+		Findings: account.Health(keys, ips, now),
 	}, nil
 }
 

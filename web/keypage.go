@@ -46,11 +46,42 @@ func (s *Server) ownKeyWithUsage(c echo.Context) (account.APIKey, error) {
 }
 
 func (s *Server) renderKeyPage(c echo.Context, status int, k account.APIKey, form templates.SettingsForm, flashes ...templates.Flash) error {
-	p := templates.KeyPageProps{CSRF: s.csrf(c), Key: k, Now: s.cfg.Now(), Settings: form}
+	p, err := s.keyPageProps(c, k, form)
+	if err != nil {
+		return err
+	}
 	if isHTMX(c) && c.Request().Method == http.MethodPost {
 		return s.render(c, status, templates.KeyPanelUpdate(p, flashes))
 	}
 	return s.renderTab(c, status, templates.TabAPIKeys, templates.KeyPanel(p))
+}
+
+// keyPageProps is everything the key's page shows around its settings
+// form: the last 30 days, its latest activity, and its replacement.
+func (s *Server) keyPageProps(c echo.Context, k account.APIKey, form templates.SettingsForm) (templates.KeyPageProps, error) {
+	ctx := c.Request().Context()
+	now := s.cfg.Now()
+	u := currentUser(c)
+	p := templates.KeyPageProps{CSRF: s.csrf(c), Key: k, Now: now, Settings: form}
+	days, err := s.store.KeyUsageDays(ctx, u.ID, k.ID, now.AddDate(0, 0, -29))
+	if err != nil {
+		return p, err
+	}
+	p.Chart = templates.NewUsageChart(s.usage.overlayDays(k.ID, days), now)
+	if p.Recent, err = s.store.Activity(ctx, u.ID, account.ActivityFilter{KeyID: k.ID, Limit: 8}); err != nil {
+		return p, err
+	}
+	if k.ReplacedBy != 0 {
+		repl, err := s.store.APIKey(ctx, u.ID, k.ReplacedBy)
+		if err == nil {
+			one := []account.APIKey{repl}
+			s.usage.overlay(one)
+			p.Replacement = &one[0]
+		} else if !errors.Is(err, account.ErrNotFound) {
+			return p, err
+		}
+	}
+	return p, nil
 }
 
 // handleKeySettings answers POST /account/api-keys/{id}/settings: the key's
@@ -62,6 +93,12 @@ func (s *Server) handleKeySettings(c echo.Context) error {
 	k, err := s.ownKeyWithUsage(c)
 	if err != nil {
 		return err
+	}
+	// An expired key's page has no settings form to show messages in:
+	// whatever was sent, the answer is that it can't change (the store
+	// refuses it too, for a key that expires meanwhile).
+	if k.Status(s.cfg.Now()) == account.KeyExpired {
+		return expiredKeySettings(k)
 	}
 	r := c.Request()
 	in := policyInput(r)
@@ -78,8 +115,7 @@ func (s *Server) handleKeySettings(c echo.Context) error {
 	case errors.Is(err, account.ErrNotFound):
 		return errKeyNotFound
 	case errors.Is(err, account.ErrKeyExpired):
-		return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key expired",
-			Message: "“" + templates.KeyLabel(k) + "” has expired, so its settings can't change. Create a new key instead."}
+		return expiredKeySettings(k)
 	case err != nil:
 		return err
 	}
@@ -92,4 +128,50 @@ func (s *Server) handleKeySettings(c echo.Context) error {
 	return s.renderKeyPage(c, http.StatusOK, updated,
 		templates.SettingsForm{Label: updated.Label, Policy: templates.PolicyFormOf(updated, s.cfg.RateLimit, s.cfg.Now())},
 		templates.Flash{Kind: templates.FlashSuccess, Message: msg})
+}
+
+// expiredKeySettings refuses a change to an expired key.
+func expiredKeySettings(k account.APIKey) error {
+	return &httpError{Status: http.StatusConflict, Code: "conflict", Title: "Key expired",
+		Message: "“" + templates.KeyLabel(k) + "” has expired, so its settings can't change. Create a new key instead."}
+}
+
+// handleExpireAPIKey answers POST /account/api-keys/{id}/expire: key
+// health's one-click fix for a key that never expires. It gives the key
+// the expiry in `expires` (90d, a lifetime, or "date" with expires_date)
+// and keeps everything else.
+func (s *Server) handleExpireAPIKey(c echo.Context) error {
+	u := currentUser(c)
+	k, err := s.ownKey(c)
+	if err != nil {
+		return err
+	}
+	if k.Status(s.cfg.Now()) == account.KeyExpired {
+		return expiredKeySettings(k)
+	}
+	r := c.Request()
+	expiry, err := account.ParseExpiry(r.PostFormValue("expires"), r.PostFormValue("expires_date"), s.cfg.Now())
+	if err == nil && expiry.At.IsZero() {
+		err = errors.New("choose when the key expires: 7 days, 30 days, 90 days, 1 year, or a date")
+	}
+	if err != nil {
+		return &httpError{Status: http.StatusUnprocessableEntity, Code: "invalid_request", Title: "Choose an expiry",
+			Message: "Nothing was changed: " + err.Error() + "."}
+	}
+	updated, err := s.store.UpdateAPIKeySettings(r.Context(), u.ID, k.ID, account.KeySettings{Label: k.Label, Policy: k.Policy, Expiry: expiry})
+	switch {
+	case errors.Is(err, account.ErrNotFound):
+		return errKeyNotFound
+	case errors.Is(err, account.ErrKeyExpired):
+		return expiredKeySettings(k)
+	case err != nil:
+		return err
+	}
+	s.log.Info("API key expiry set", "user_id", u.ID, "api_key_id", k.ID, "request_id", c.Get(ctxReqID))
+	msg := "“" + templates.KeyLabel(updated) + "” now expires on " + templates.ExactTime(updated.ExpiresAt) + "."
+	back := "/account/api-keys"
+	if r.PostFormValue("next") == "key" {
+		back = keyPath(k.ID)
+	}
+	return s.redirectWithFlash(c, back, templates.FlashSuccess, msg)
 }

@@ -47,6 +47,7 @@ func (s *Server) routes() {
 	e.POST("/account/api-keys", s.handleCreateAPIKey, account...)
 	e.GET("/account/api-keys/:id", s.handleKeyPage, account...)
 	e.POST("/account/api-keys/:id/settings", s.handleKeySettings, account...)
+	e.POST("/account/api-keys/:id/expire", s.handleExpireAPIKey, account...)
 	e.POST("/account/api-keys/:id/deactivate", s.handleSetAPIKeyActive(false), account...)
 	e.POST("/account/api-keys/:id/activate", s.handleSetAPIKeyActive(true), account...)
 	e.POST("/account/api-keys/:id/rotate", s.handleRotateAPIKey, account...)
@@ -54,5 +55,7 @@ func (s *Server) routes() {
 	e.POST("/account/api-keys/:id/delete", s.handleDeleteAPIKey, account...)
 	e.DELETE("/account/api-keys/:id", s.handleDeleteAPIKey, account...)
 	e.GET("/account/coupons", s.handleCoupons, account...)
+	e.GET("/account/activity", s.handleActivity, account...)
+	e.GET("/account/activity.csv", s.handleActivityCSV, account...)
 	e.POST("/account/coupons/redeem", s.handleRedeemCoupon, account...)
 }

@@ -158,6 +158,34 @@ func (u *usageRecorder) overlay(keys []account.APIKey) {
 	}
 }
 
+// overlayDays adds a key's not-yet-flushed usage to its days read from
+// the database, so its chart is exact at every moment.
+func (u *usageRecorder) overlayDays(keyID int64, days []account.KeyDay) []account.KeyDay {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for slot, e := range u.pending {
+		if slot.key != keyID {
+			continue
+		}
+		i := slices.IndexFunc(days, func(d account.KeyDay) bool { return d.Day.Unix() == slot.day })
+		if i < 0 {
+			days = append(days, account.KeyDay{Day: time.Unix(slot.day, 0).UTC()})
+			i = len(days) - 1
+		}
+		d := &days[i]
+		d.Requests += e.Requests
+		d.Renders += e.Renders
+		for code, n := range e.Errors {
+			d.Errors += n
+			if d.ErrorsByCode == nil {
+				d.ErrorsByCode = map[string]int64{}
+			}
+			d.ErrorsByCode[code] += n
+		}
+	}
+	return days
+}
+
 func (s *Server) flushUsage(ctx context.Context) error {
 	batch := s.usage.take()
 	if len(batch) == 0 {

@@ -273,3 +273,25 @@ func (p *Page) Eval(js string, opts ...chromedp.EvaluateOption) string {
 	}
 	return s
 }
+
+// NoSidewaysScroll fails the test when the page is wider than its window,
+// naming the elements that stick out the most.
+func (p *Page) NoSidewaysScroll(what string) {
+	p.t.Helper()
+	wide := p.Eval(`String(document.documentElement.scrollWidth - window.innerWidth)`)
+	if wide == "0" {
+		return
+	}
+	culprits := p.Eval(`(() => {
+		const w = window.innerWidth, out = [];
+		for (const el of document.body.querySelectorAll('*')) {
+			const r = el.getBoundingClientRect();
+			if (r.right > w + 1 && r.width > 0) {
+				out.push([Math.round(r.right - w), el.tagName.toLowerCase() + (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\s+/).join('.') : '') + (el.dataset.testid ? '[' + el.dataset.testid + ']' : '')]);
+			}
+		}
+		out.sort((a, b) => b[0] - a[0]);
+		return out.slice(0, 8).map(([d, n]) => n + ' +' + d + 'px').join('\n');
+	})()`)
+	p.t.Fatalf("%s scrolls sideways by %spx; what sticks out:\n%s", what, wide, culprits)
+}
