@@ -374,12 +374,17 @@ func (p *pageRun) isTopLevel(typ network.ResourceType, frame cdp.FrameID) bool {
 // refuses: it is answered ErrForbiddenTarget whatever the page does next.
 // It neither blocks nor sends commands, so observe may call it.
 func (p *pageRun) refuse(err error) {
+	p.noteForbidden(err)
+	p.cancel(err)
+}
+
+// noteForbidden records why the job is refused, unless it already is.
+func (p *pageRun) noteForbidden(err error) {
 	p.mu.Lock()
 	if p.forbidden == nil {
 		p.forbidden = err
 	}
 	p.mu.Unlock()
-	p.cancel(err)
 }
 
 // notAllowed refuses a page the job's AllowHost does not allow.
@@ -471,6 +476,12 @@ func (p *pageRun) decide(ctx context.Context, ev fetch.EventRequestPaused) {
 		return
 	}
 	p.c.log.Info("refused a request of a rendered page", "url", truncate(rawURL, 200), "reason", refuse.Error(), "page", topLevel)
+	if topLevel {
+		// Noted before the browser hears of it: the failed request ends
+		// the navigation at once (net::ERR_BLOCKED_BY_CLIENT), and the job
+		// must read that as refused, not as an unreachable page.
+		p.noteForbidden(refuse)
+	}
 	chromedp.Call(ctx, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonBlockedByClient}) //nolint:errcheck // the page may be closing
 	if topLevel {
 		p.refuse(refuse)
