@@ -23,6 +23,7 @@ import (
 	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/apikey"
 	"github.com/peekshot/peekshot/capture"
+	"github.com/peekshot/peekshot/templates"
 )
 
 // maxAPIBody bounds an API request body (SPEC §4).
@@ -452,8 +453,8 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 		return &e
 	case errors.As(err, &broke):
 		return apiErr(http.StatusPaymentRequired, "key_budget_exhausted", fmt.Sprintf(
-			"This key has spent its monthly budget of %d credits; it renders again from %s. Your account's balance is untouched: raise the key's budget in Account → API Keys → the key's settings, or use another key.",
-			broke.Budget, broke.ResetsAt.UTC().Format("2 January 2006, 00:00 UTC")))
+			"This key has spent its monthly budget of %s; it renders again from %s. Your account's balance is untouched: raise the key's budget in Account → API Keys → the key's settings, or use another key.",
+			templates.CreditsText(broke.Budget), broke.ResetsAt.UTC().Format("2 January 2006, 00:00 UTC")))
 	case errors.Is(err, account.ErrInsufficientCredits):
 		return errNoCredits
 	case errors.Is(err, account.ErrNotFound):
