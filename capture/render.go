@@ -371,12 +371,16 @@ func (p *pageRun) isTopLevel(typ network.ResourceType, frame cdp.FrameID) bool {
 // refuses: it is answered ErrForbiddenTarget whatever the page does next.
 // It neither blocks nor sends commands, so observe may call it.
 func (p *pageRun) refuse(err error) {
+	p.setForbidden(err)
+	p.cancel(err)
+}
+
+func (p *pageRun) setForbidden(err error) {
 	p.mu.Lock()
 	if p.forbidden == nil {
 		p.forbidden = err
 	}
 	p.mu.Unlock()
-	p.cancel(err)
 }
 
 // named says where the page went when that was not the job's own URL.
@@ -454,6 +458,11 @@ func (p *pageRun) decide(ctx context.Context, ev fetch.EventRequestPaused) {
 		return
 	}
 	p.c.log.Info("refused a request of a rendered page", "url", truncate(rawURL, 200), "reason", refuse.Error(), "page", topLevel)
+	if topLevel {
+		// Noted before the failure reaches the page, whose navigation then
+		// fails as blocked: the render must say forbidden, not unreachable.
+		p.setForbidden(refuse)
+	}
 	chromedp.Call(ctx, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonBlockedByClient}) //nolint:errcheck // the page may be closing
 	if topLevel {
 		p.refuse(refuse)
