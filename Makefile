@@ -59,11 +59,13 @@ bench: chromium generate
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 15m $(PKGS)
 
 # The load run: bin/peekshot on a temporary database and a free loopback
-# port, HTTP throughput and latency, memory, and renders through the API
-# next to direct chromedp renders, in about two minutes. See
-# docs/performance.md.
+# port, HTTP throughput and latency, memory, renders through the API next to
+# direct chromedp renders, and the peers (today's settings on chromium, a
+# direct chromedp server and a Playwright server, which npm installs into
+# cmd/peekshot-load/playwright/node_modules the first time), in about seven
+# minutes. See docs/performance.md.
 load: chromium build
-	$(GO) run ./cmd/peekshot-load -bin $(BIN) -chrome $(HEADLESS_SHELL)
+	$(GO) run ./cmd/peekshot-load -bin $(BIN) -chrome $(HEADLESS_SHELL) -baseline-chrome $(CHROMIUM)
 
 generate:
 	$(GO) tool templ generate -log-level error

@@ -205,7 +205,9 @@ func (c *Chromium) renderOn(jobCtx context.Context, b *chromiumProcess, job Job)
 	helpers.Go(func() { pg.dismissDialogs(ctx, dialogs) })
 	helpers.Go(func() { pg.interceptRequests(ctx, paused, &helpers) })
 	helpers.Go(func() { pg.closePopups(ctx, created) })
-	helpers.Go(func() { pg.watchMainThread(ctx) })
+	watching, stopWatching := context.WithCancel(ctx)
+	pg.stopWatching = stopWatching
+	helpers.Go(func() { pg.watchMainThread(watching) })
 
 	img, err := pg.render(ctx, job)
 	// A page that went somewhere the guard refuses is refused as a whole,
@@ -238,9 +240,11 @@ const (
 // being captured, and would otherwise hold its render slot and burn a CPU
 // until the job's deadline. A page that is merely slow (long but finite
 // scripts, a page that keeps loading) still answers and runs to its
-// deadline. Probes start once the job's document exists: before a URL's
-// page commits, there is no page to answer them (a slow server is not a
-// busy page).
+// deadline. Probes start once the job's document exists (before a URL's
+// page commits, there is no page to answer them: a slow server is not a
+// busy page), and end when the capture starts (ctx ends then), whose own
+// work may keep the main thread busy for long: render probes once more
+// before it.
 func (p *pageRun) watchMainThread(ctx context.Context) {
 	select {
 	case <-p.live:
@@ -250,24 +254,31 @@ func (p *pageRun) watchMainThread(ctx context.Context) {
 	if sleep(ctx, probeAfter) != nil {
 		return
 	}
-	limit := p.c.cfg.UnresponsiveAfter
 	for {
-		pctx, cancel := context.WithTimeout(ctx, limit)
-		_, err := chromedp.Call(pctx, runtime.Evaluate, runtime.EvaluateParams{Expression: "0"})
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, context.DeadlineExceeded):
-			p.c.log.Info("stopped a page whose main thread stopped answering", "after", limit)
-			p.cancel(fmt.Errorf("%w: its scripts kept it busy for %s without a break", ErrPageUnresponsive, limit))
+		if err := p.probe(ctx); err != nil {
+			p.cancel(err)
 			return
 		}
-		// An answer, or an error of a page between documents: it is alive.
 		if sleep(ctx, probeEvery) != nil {
 			return
 		}
 	}
+}
+
+// probe returns an error wrapping ErrPageUnresponsive when the page's main
+// thread does not answer a trivial evaluation within
+// Config.UnresponsiveAfter. An answer, an error of a page between
+// documents, or the end of ctx is no such error.
+func (p *pageRun) probe(ctx context.Context) error {
+	limit := p.c.cfg.UnresponsiveAfter
+	pctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	_, err := chromedp.Call(pctx, runtime.Evaluate, runtime.EvaluateParams{Expression: "0"})
+	if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	p.c.log.Info("stopped a page whose main thread stopped answering", "after", limit)
+	return fmt.Errorf("%w: its scripts kept it busy for %s without a break", ErrPageUnresponsive, limit)
 }
 
 // pageRun is the state of one render while its page loads.
@@ -278,6 +289,8 @@ type pageRun struct {
 	// allowHost is the job's AllowHost: which hosts the page may be.
 	allowHost func(host string) bool
 	cancel    context.CancelCauseFunc
+	// stopWatching ends watchMainThread, when the capture starts.
+	stopWatching context.CancelFunc
 
 	mu        sync.Mutex
 	inflight  map[network.RequestID]bool
@@ -547,6 +560,14 @@ func (p *pageRun) render(ctx context.Context, job Job) (Image, error) {
 			return Image{}, err
 		}
 	}
+	// The page must answer before the capture, which waits for its main
+	// thread: a page that started spinning after its load event is stopped
+	// here rather than at its deadline. The capture's own work then may
+	// keep the main thread busy for long (a large full page).
+	if err := p.probe(ctx); err != nil {
+		return Image{}, err
+	}
+	p.stopWatching()
 	shotAt := time.Now()
 	img, err := p.capture(ctx, o)
 	p.c.log.Debug("rendered",

@@ -163,7 +163,10 @@ func TestRenderMaximumOptions(t *testing.T) {
 html,body{margin:0;background:#0000ff}
 #top{height:500px;background:#ff0000}#band{height:100px;background:#008000}#rest{height:99400px}
 </style></head><body><div id="top"></div><div id="band"></div><div id="rest"></div></body></html>`)
-	c, base := newRenderer(t, Config{Concurrency: 2}, mux) // the default 30 s timeout
+	// The default 30 s timeout; the main thread watch at its shortest, so
+	// that a capture keeping the main thread busy for long is not taken for
+	// a page that spins (the watch ends when the capture starts).
+	c, base := newRenderer(t, Config{Concurrency: 2, UnresponsiveAfter: time.Second}, mux)
 	for _, o := range []Options{
 		{Width: MaxViewport, FullPage: true, DeviceScaleFactor: MaxDeviceScale, Format: FormatPNG},
 		{Width: MaxViewport, FullPage: true, DeviceScaleFactor: 2, Format: FormatJPEG, Quality: 90},

@@ -74,11 +74,15 @@ func TestOneRendererProcessPerJob(t *testing.T) {
 			mux := http.NewServeMux()
 			servePage(mux, "/page", colourPage)
 			c, base := newRenderer(t, Config{ChromePath: chrome, Concurrency: 1}, mux)
-			ctx, cancel := context.WithTimeout(context.Background(), warmTimeout)
-			defer cancel()
-			if err := c.waitWarm(ctx); err != nil {
-				t.Fatal(err)
+			settled := func() {
+				t.Helper()
+				ctx, cancel := context.WithTimeout(context.Background(), warmTimeout)
+				defer cancel()
+				if err := c.waitWarm(ctx); err != nil {
+					t.Fatal(err)
+				}
 			}
+			settled()
 			seen := make(map[int]bool)
 			for _, pid := range processTree(c.BrowserPID(), "--type=renderer") {
 				seen[pid] = true
@@ -104,9 +108,7 @@ func TestOneRendererProcessPerJob(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := c.waitWarm(ctx); err != nil {
-				t.Fatal(err)
-			}
+			settled()
 			close(stop)
 			<-watched
 			if started := len(seen) - before; started > jobs {

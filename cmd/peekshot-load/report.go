@@ -73,7 +73,7 @@ func (r *report) memory(s settings, idle, tenth, all int64) {
 }
 
 func (r *report) renders(s settings, peek, direct renderResults, chromium string) {
-	fmt.Fprintf(r.out, "Rendering one fixed HTML document, %d×%d PNG (%s)\n", renderWidth, renderHeight, chromium)
+	fmt.Fprintf(r.out, "Rendering one fixed HTML document, %d×%d PNG (%s; the direct renders with a browser context each, as PeekShot's)\n", renderWidth, renderHeight, chromium)
 	w := tabwriter.NewWriter(r.out, 2, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "\trenders\tp50\tp99\trenders/s\terrors\t")
 	row := func(name string, res result, rate bool) {
@@ -101,9 +101,125 @@ func (r *report) renders(s settings, peek, direct renderResults, chromium string
 	fmt.Fprintf(r.out, "  machine CPU per render, 1 client: PeekShot %s, direct %s (%d CPUs: at most %.1f and %.1f renders/s)\n\n",
 		ms(peek.cpu), ms(direct.cpu), runtime.NumCPU(), float64(runtime.NumCPU())*float64(time.Second)/float64(max(peek.cpu, 1)),
 		float64(runtime.NumCPU())*float64(time.Second)/float64(max(direct.cpu, 1)))
+}
+
+// summary names the targets missed.
+func (r *report) summary() {
 	if len(r.missed) > 0 {
 		fmt.Fprintf(r.out, "Missed: %s (see docs/performance.md)\n", strings.Join(r.missed, ", "))
 	} else {
 		fmt.Fprintln(r.out, "Every target met.")
 	}
+}
+
+func (r *report) peers(ps peerSettings, pr *peerResults) {
+	peek := pr.contenders[0].name
+	fmt.Fprintf(r.out, "Peers: %d rounds, %s of back to back renders per contender and cell, contenders interleaved (%s in all)\n",
+		ps.rounds, ps.each, pr.sectionTime.Round(time.Second))
+	for _, c := range pr.contenders {
+		fmt.Fprintf(r.out, "  %-18s %s\n", c.name, c.version)
+	}
+	for _, c := range pr.contenders[1:] {
+		fmt.Fprintf(r.out, "  its PNGs against PeekShot's, %s: %s\n", c.name, strings.TrimSuffix(pr.sameImage[c.name], "; "))
+	}
+	mean, worst := pr.otherLoad()
+	fmt.Fprintf(r.out, "  the rest of the machine took %.0f%% of the %d CPUs on average meanwhile (%.0f%% in the busiest phase); load average %s before, %s after\n",
+		100*mean, runtime.NumCPU(), 100*worst, pr.loadBefore, pr.loadAfter)
+	fmt.Fprintf(r.out, "  (own CPU is the contender's process tree: its server and its browser's processes; machine CPU is everything, this program's clients included)\n\n")
+
+	for _, pg := range pr.pages {
+		fmt.Fprintf(r.out, "%s page, %d×%d PNG: medians over the rounds\n", pg.name, pg.job.Width, pg.job.Height)
+		w := tabwriter.NewWriter(r.out, 2, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprint(w, "\tclients\t")
+		for _, m := range peerMetrics {
+			fmt.Fprintf(w, "%s\t", m.name)
+		}
+		fmt.Fprintln(w)
+		for _, c := range pr.contenders {
+			for _, clients := range pr.clients {
+				fmt.Fprintf(w, "%s\t%d\t", c.name, clients)
+				for _, m := range peerMetrics {
+					_, mid, _ := spread(values(pr.phases[pg.name][clients][c.name], m.of))
+					fmt.Fprintf(w, "%s\t", m.unit(mid))
+				}
+				fmt.Fprintln(w)
+			}
+		}
+		w.Flush()
+		fmt.Fprintf(r.out, "%s ÷ peer, %s page: min / median / max over the rounds\n", peek, pg.name)
+		w = tabwriter.NewWriter(r.out, 2, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprint(w, "\tclients\t")
+		for _, m := range peerMetrics {
+			fmt.Fprintf(w, "%s\t", m.name)
+		}
+		fmt.Fprintln(w)
+		for _, c := range pr.contenders[1:] {
+			for _, clients := range pr.clients {
+				fmt.Fprintf(w, "÷ %s\t%d\t", c.name, clients)
+				cell := pr.phases[pg.name][clients]
+				for _, m := range peerMetrics {
+					lo, mid, hi := spread(ratios(cell[peek], cell[c.name], m.of))
+					fmt.Fprintf(w, "%.2f / %.2f / %.2f\t", lo, mid, hi)
+				}
+				fmt.Fprintln(w)
+			}
+		}
+		w.Flush()
+		fmt.Fprintln(r.out)
+	}
+
+	// Where the CPU of a render goes, per kind of process, one client.
+	fmt.Fprintf(r.out, "CPU per render by process, 1 client, medians over the rounds (the server is the contender's own process: Go, Node)\n")
+	w := tabwriter.NewWriter(r.out, 2, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(w, "\t")
+	for _, c := range pr.contenders {
+		for _, pg := range pr.pages {
+			fmt.Fprintf(w, "%s %s\t", c.name, pg.name)
+		}
+	}
+	fmt.Fprintln(w)
+	for _, kind := range append(kinds, "all") {
+		fmt.Fprintf(w, "%s\t", kind)
+		for _, c := range pr.contenders {
+			for _, pg := range pr.pages {
+				_, mid, _ := spread(values(pr.phases[pg.name][1][c.name], func(p phase) float64 {
+					if kind == "all" {
+						return float64(p.perRender(p.own))
+					}
+					return float64(p.perRender(p.byKind[kind]))
+				}))
+				fmt.Fprintf(w, "%s\t", ms(time.Duration(mid)))
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	w.Flush()
+	fmt.Fprintln(r.out)
+}
+
+// peerTargets prints issue 10's targets, each a median over the rounds.
+func (r *report) peerTargets(pr *peerResults, baseline, direct, playwright string) {
+	machine := func(p phase) float64 { return float64(p.perRender(p.machine)) }
+	rate := func(p phase) float64 { return p.res.rate() }
+	p50 := func(p phase) float64 { return float64(p.res.pct(50)) }
+	both := func(clients int, peer string, of func(phase) float64, ok func(float64) bool, what string) string {
+		var parts []string
+		met := true
+		for _, pg := range pr.pages {
+			v := pr.ratio(pg.name, clients, peer, of)
+			met = met && ok(v)
+			parts = append(parts, fmt.Sprintf("%s %.2f", pg.name, v))
+		}
+		return strings.Join(parts, ", ") + ": " + r.verdict(met, what)
+	}
+	fmt.Fprintln(r.out, "Issue 10's targets (PeekShot ÷ peer, medians over the rounds)")
+	cpu := pr.ratio("URL", 1, baseline, machine)
+	fmt.Fprintf(r.out, "  machine CPU per URL render ÷ %s, 1 client   %.2f   (target ≤ 0.50: %s; 2 clients %.2f, 4 clients %.2f)\n",
+		baseline, cpu, r.verdict(cpu <= 0.5, "CPU per URL render"), pr.ratio("URL", 2, baseline, machine), pr.ratio("URL", 4, baseline, machine))
+	fmt.Fprintf(r.out, "  renders/s with 2 clients ÷ %s   %s   (target ≥ 2.5)\n", baseline,
+		both(2, baseline, rate, func(v float64) bool { return v >= 2.5 }, "renders/s ÷ today's"))
+	fmt.Fprintf(r.out, "  renders/s with 2 clients ÷ %s   %s   (target ≥ 2)\n", playwright,
+		both(2, playwright, rate, func(v float64) bool { return v >= 2 }, "renders/s ÷ Playwright"))
+	fmt.Fprintf(r.out, "  p50 with 1 client ÷ %s   %s   (target ≤ 1.05)\n\n", direct,
+		both(1, direct, p50, func(v float64) bool { return v <= 1.05 }, "overhead over direct chromedp"))
 }

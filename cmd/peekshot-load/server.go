@@ -25,15 +25,16 @@ import (
 type server struct {
 	bin, dir, db string
 	url          string
+	browser      string // the renderer's browser and version, from its start-up log
 	cmd          *exec.Cmd
 	stderr       *bytes.Buffer
 	exited       chan struct{}
 	client       *http.Client // keeps the session cookie
 }
 
-// startServer starts bin serve on a free loopback port and waits until it
-// answers /healthz.
-func startServer(ctx context.Context, bin, chrome string) (*server, error) {
+// startServer starts bin serve on a free loopback port, rendering with
+// chrome (and env, NAME=value), and waits until it answers /healthz.
+func startServer(ctx context.Context, bin, chrome string, env ...string) (*server, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s not found: run make build first (make load does)", bin)
 	}
@@ -52,6 +53,7 @@ func startServer(ctx context.Context, bin, chrome string) (*server, error) {
 		"PEEKSHOT_RENDER_CONCURRENCY=2",
 		"PEEKSHOT_LOG_FORMAT=json",
 	)
+	s.cmd.Env = append(s.cmd.Env, env...)
 	s.cmd.Stderr = s.stderr
 	// The log (a line per request) goes to a file, as it would in
 	// production, rather than through a pipe that this program would have
@@ -85,9 +87,15 @@ func startServer(ctx context.Context, bin, chrome string) (*server, error) {
 		}
 		log, _ := os.ReadFile(logFile.Name())
 		for line := range strings.Lines(string(log)) {
-			var entry struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "PeekShot is listening" {
+			var entry struct{ Msg, Addr, Path, Version string }
+			if json.Unmarshal([]byte(line), &entry) != nil {
+				continue
+			}
+			switch entry.Msg {
+			case "PeekShot is listening":
 				s.url = "http://" + entry.Addr
+			case "renderer browser":
+				s.browser = entry.Version + " (" + entry.Path + ")"
 			}
 		}
 	}
@@ -158,42 +166,9 @@ func (s *server) measured(phase func() (result, error)) (result, error) {
 	return res, err
 }
 
-// machineCPU is the CPU time all processes have used (from /proc/stat).
-func machineCPU() time.Duration {
-	stat, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(stat), "\n")
-	var busy int64
-	for i, f := range strings.Fields(line)[1:] {
-		if i == 3 || i == 4 { // idle, iowait
-			continue
-		}
-		n, _ := strconv.ParseInt(f, 10, 64)
-		busy += n
-	}
-	return time.Duration(busy) * 10 * time.Millisecond
-}
-
 // cpu is the CPU time the server has used so far (user and system).
 func (s *server) cpu() time.Duration {
 	return processCPU(s.pid())
-}
-
-// processCPU reads a process's user and system time from /proc/PID/stat.
-func processCPU(pid int) time.Duration {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(stat)[strings.LastIndexByte(string(stat), ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }
 
 var (
