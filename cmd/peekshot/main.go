@@ -59,6 +59,7 @@ var envVars = []envVar{
 	{"PEEKSHOT_RATE_LIMIT", "render requests per key per minute", func(c config) string { return strconv.Itoa(c.RateLimit) }},
 	{"PEEKSHOT_RENDER_CONCURRENCY", "renders at the same time", func(c config) string { return strconv.Itoa(c.RenderConcurrency) }},
 	{"PEEKSHOT_LOG_FORMAT", "text or json", func(c config) string { return c.LogFormat }},
+	{"PEEKSHOT_METRICS_ADDR", "address of a listener of its own for Prometheus metrics at /metrics, e.g. 127.0.0.1:9090", func(config) string { return "unset: off" }},
 	{"PEEKSHOT_TRUSTED_PROXIES", "proxies (addresses or CIDR ranges, by commas) whose X-Forwarded-For names the client, for keys' allowed IPs", func(config) string { return "none" }},
 }
 
