@@ -486,11 +486,12 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 	start := time.Now()
 	img, err := s.renderer.Render(ctx, job)
 	if err != nil {
-		s.cfg.Metrics.Rendered(classify(renderError(err)).Code, time.Since(start))
+		failed := renderError(err)
+		s.cfg.Metrics.Rendered(classify(failed).Code, time.Since(start))
 		if rerr := s.store.ReleaseRender(settle, res); rerr != nil {
 			s.log.Warn("release a render's credit (it frees itself at its expiry)", "request_id", c.Get(ctxReqID), "err", rerr.Error())
 		}
-		return renderError(err)
+		return failed
 	}
 	s.cfg.Metrics.Rendered("ok", time.Since(start))
 	balance, err := s.store.ChargeRender(settle, res)
