@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peekshot/peekshot/account"
@@ -35,6 +36,10 @@ type Cached struct {
 	gen   uint64 // moves on every change: a read that raced one isn't kept
 	keys  map[apikey.Hash]cached[account.APIKey]
 	users map[int64]cached[emailAndCredits]
+
+	// keyHits and keyMisses count the key lookups answered from memory
+	// and those that read the database, for monitoring.
+	keyHits, keyMisses atomic.Uint64
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -87,8 +92,10 @@ func (c *Cached) Live() bool {
 func (c *Cached) APIKeyByHash(ctx context.Context, hash apikey.Hash) (account.APIKey, error) {
 	k, gen, ok := get(c, c.keys, hash)
 	if ok {
+		c.keyHits.Add(1)
 		return *k, nil
 	}
+	c.keyMisses.Add(1)
 	stored, err := c.Store.APIKeyByHash(ctx, hash)
 	if err != nil {
 		return account.APIKey{}, err
@@ -96,6 +103,12 @@ func (c *Cached) APIKeyByHash(ctx context.Context, hash apikey.Hash) (account.AP
 	stored.LastUsedAt, stored.RequestCount = time.Time{}, 0 // counted elsewhere
 	put(c, c.keys, hash, stored, gen)
 	return stored, nil
+}
+
+// KeyLookups counts the key lookups answered from memory (hits) and those
+// that read the database (misses: every unknown key is one).
+func (c *Cached) KeyLookups() (hits, misses uint64) {
+	return c.keyHits.Load(), c.keyMisses.Load()
 }
 
 // EmailAndCredits answers from memory when it can.

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -104,4 +106,43 @@ func TestCacheRules(t *testing.T) {
 			t.Fatalf("%d entries, want at most %d", n, cacheSize)
 		}
 	})
+	t.Run("CountsLookups", func(t *testing.T) {
+		c := fresh()
+		c.Store = oneKeyStore{hash: h, key: k}
+		ctx := context.Background()
+		lookups := func(want ...uint64) {
+			t.Helper()
+			if hits, misses := c.KeyLookups(); hits != want[0] || misses != want[1] {
+				t.Fatalf("%d hits and %d misses, want %v", hits, misses, want)
+			}
+		}
+		lookups(0, 0)
+		if _, err := c.APIKeyByHash(ctx, apikey.HashOf("psk_unknown")); !errors.Is(err, account.ErrNotFound) {
+			t.Fatal(err)
+		}
+		lookups(0, 1) // an unknown key always reads the database
+		for range 3 {
+			if got, err := c.APIKeyByHash(ctx, h); err != nil || got.ID != k.ID {
+				t.Fatalf("%+v %v", got, err)
+			}
+		}
+		lookups(2, 2) // read once, then from memory
+		c.forget(Change{KeyID: k.ID, UserID: k.UserID})
+		c.APIKeyByHash(ctx, h)
+		lookups(2, 3)
+	})
+}
+
+// oneKeyStore is a database that holds one key.
+type oneKeyStore struct {
+	Store
+	hash apikey.Hash
+	key  account.APIKey
+}
+
+func (s oneKeyStore) APIKeyByHash(_ context.Context, h apikey.Hash) (account.APIKey, error) {
+	if h != s.hash {
+		return account.APIKey{}, account.ErrNotFound
+	}
+	return s.key, nil
 }

@@ -70,6 +70,11 @@ type APIKeys interface {
 	// APIKeys lists a user's keys, newest first, in one query.
 	APIKeys(ctx context.Context, userID int64) ([]account.APIKey, error)
 	APIKey(ctx context.Context, userID, keyID int64) (account.APIKey, error)
+	// APIKeyByID finds any user's key, for the operator's command line,
+	// which acts on every account (peekshot keys deactivate --id N). A
+	// request never uses it: what a user reads and changes is theirs by
+	// the methods that take their user id.
+	APIKeyByID(ctx context.Context, keyID int64) (account.APIKey, error)
 	// APIKeyByHash finds a key for API authentication; it reads only what
 	// authentication and /api/v1/me need (no usage).
 	APIKeyByHash(ctx context.Context, hash apikey.Hash) (account.APIKey, error)

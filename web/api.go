@@ -82,20 +82,20 @@ func (s *Server) requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 		if raw == "" {
 			q := r.URL.Query()
 			if q.Has("x-api-key") || q.Has("api_key") || q.Has("apikey") || q.Has("key") {
-				return errKeyInURL
+				return s.refuseKey(errKeyInURL)
 			}
-			return errMissingKey
+			return s.refuseKey(errMissingKey)
 		}
 		hash, err := apikey.Parse(raw)
 		if err != nil {
-			return errInvalidKey
+			return s.refuseKey(errInvalidKey)
 		}
 		k, err := s.store.APIKeyByHash(r.Context(), hash)
 		if errors.Is(err, account.ErrNotFound) {
-			return errInvalidKey
+			return s.refuseKey(errInvalidKey)
 		}
 		if err != nil {
-			return err
+			return s.refuseKey(err)
 		}
 		// From here on the request is the key's: counted in its usage,
 		// whatever becomes of it, and its changes logged as the key's.
@@ -107,7 +107,8 @@ func (s *Server) requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		agent := userAgent(r)
 		c.SetRequest(r.WithContext(account.WithActor(r.Context(), account.Actor{Kind: account.ActorKey, KeyMasked: k.Masked(), IP: ip, UserAgent: agent})))
-		err = s.checkKey(k, now, from)
+		checkErr := s.checkKey(k, now, from)
+		err = checkErr
 		s.usage.request(k.ID, now, ip, agent, err == nil)
 		if err == nil {
 			c.Set(ctxKey, &k)
@@ -117,10 +118,18 @@ func (s *Server) requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			code = classify(err).Code
 		}
+		s.cfg.Metrics.KeyVerified(keyVerification(checkErr, code))
 		rendered, _ := c.Get(ctxRendered).(bool)
 		s.usage.outcome(k.ID, now, err == nil && rendered, code)
 		return err
 	}
+}
+
+// refuseKey counts a request refused before its key was found, and
+// returns why.
+func (s *Server) refuseKey(err error) error {
+	s.cfg.Metrics.KeyVerified(classify(err).Code)
+	return err
 }
 
 // checkKey is what a key's own state and policy say of a request before
@@ -163,12 +172,15 @@ func expiredKeyError(k account.APIKey, now time.Time) error {
 	return errExpiredKey
 }
 
+// codeScopeNotAllowed refuses a key that lacks an endpoint's scope.
+const codeScopeNotAllowed = "scope_not_allowed"
+
 // requireScope refuses a key whose policy lacks scope.
 func (s *Server) requireScope(scope account.Scope) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			if !currentKey(c).Policy.HasScope(scope) {
-				return apiErr(http.StatusForbidden, "scope_not_allowed", "This key lacks the scope "+string(scope)+
+				return apiErr(http.StatusForbidden, codeScopeNotAllowed, "This key lacks the scope "+string(scope)+
 					" that this endpoint needs. Add it in Account → API Keys → the key's settings, or use a key that has it.")
 			}
 			return next(c)
@@ -475,11 +487,14 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 	start := time.Now()
 	img, err := s.renderer.Render(ctx, job)
 	if err != nil {
+		failed := renderError(err)
+		s.cfg.Metrics.Rendered(classify(failed).Code, time.Since(start))
 		if rerr := s.store.ReleaseRender(settle, res); rerr != nil {
 			s.log.Warn("release a render's credit (it frees itself at its expiry)", "request_id", c.Get(ctxReqID), "err", rerr.Error())
 		}
-		return renderError(err)
+		return failed
 	}
+	s.cfg.Metrics.Rendered("ok", time.Since(start))
 	balance, err := s.store.ChargeRender(settle, res)
 	switch {
 	case errors.Is(err, account.ErrInsufficientCredits):
@@ -487,6 +502,7 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 	case err != nil:
 		return err
 	}
+	s.cfg.Metrics.CreditsSpent(1)
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Credits-Remaining", strconv.FormatInt(balance, 10))

@@ -60,6 +60,7 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		status := c.Response().Status
+		s.cfg.Metrics.Request(c.Request().Method, c.Path(), status)
 		level := slog.LevelInfo
 		switch {
 		case status >= 500:

@@ -45,6 +45,8 @@ type Config struct {
 	// TrustedProxies are the addresses whose X-Forwarded-For says where a
 	// request comes from (for keys' allowed IPs); empty trusts none.
 	TrustedProxies []netip.Prefix
+	// Metrics receives what monitoring counts (nil: nothing).
+	Metrics Metrics
 	// Now replaces the clock, for tests.
 	Now func() time.Time
 }
@@ -88,6 +90,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Metrics == nil {
+		c.Metrics = noMetrics{}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -28,6 +29,9 @@ type config struct {
 	// TrustedProxies (PEEKSHOT_TRUSTED_PROXIES) are the proxies whose
 	// X-Forwarded-For names the client, for keys' allowed IP addresses.
 	TrustedProxies []netip.Prefix
+	// MetricsAddr (PEEKSHOT_METRICS_ADDR) is where a listener of its own
+	// serves Prometheus metrics at /metrics; unset, there is none.
+	MetricsAddr string
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -38,6 +42,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		SessionSecret: getenv("PEEKSHOT_SESSION_SECRET"),
 		Chrome:        or(getenv("PEEKSHOT_CHROME"), capture.DefaultChromePath()),
 		LogFormat:     or(getenv("PEEKSHOT_LOG_FORMAT"), "text"),
+		MetricsAddr:   getenv("PEEKSHOT_METRICS_ADDR"),
 	}
 	var err error
 	if c.AllowPrivateTargets, err = envBool(getenv, "PEEKSHOT_ALLOW_PRIVATE_TARGETS"); err != nil {
@@ -51,6 +56,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.TrustedProxies, err = parsePrefixes(getenv("PEEKSHOT_TRUSTED_PROXIES")); err != nil {
 		return c, fmt.Errorf("PEEKSHOT_TRUSTED_PROXIES: %w", err)
+	}
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+			return c, fmt.Errorf("PEEKSHOT_METRICS_ADDR must be an address and port like 127.0.0.1:9090, not %q", c.MetricsAddr)
+		}
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return c, fmt.Errorf("PEEKSHOT_LOG_FORMAT must be text or json, not %q", c.LogFormat)

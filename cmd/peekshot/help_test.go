@@ -35,6 +35,11 @@ func TestHelpStartsNothing(t *testing.T) {
 		{[]string{"coupon", "create", "help"}, "peekshot coupon create", false},
 		{[]string{"coupon", "list", "-h"}, "peekshot coupon list", false},
 		{[]string{"coupon", "disable", "--help"}, "peekshot coupon disable", false},
+		{[]string{"keys", "--help"}, "peekshot keys list --email EMAIL", false},
+		{[]string{"keys", "help"}, "peekshot keys deactivate --id ID", false},
+		{[]string{"keys", "list", "-h"}, "peekshot keys list --email EMAIL", false},
+		{[]string{"keys", "deactivate", "--help"}, "peekshot keys deactivate --id ID", false},
+		{[]string{"keys", "deactivate", "help"}, "peekshot keys deactivate --id ID", false},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			dir := t.TempDir()
@@ -64,7 +69,7 @@ func TestHelpStartsNothing(t *testing.T) {
 				}
 			}
 			if !tc.withEnv && !strings.Contains(stdout.String(), "PEEKSHOT_DB") {
-				t.Fatalf("coupon help doesn't say which database it uses:\n%s", stdout.String())
+				t.Fatalf("the command's help doesn't say which database it uses:\n%s", stdout.String())
 			}
 			if tc.withEnv && !strings.Contains(stdout.String(), "127.0.0.1:8080") {
 				t.Fatalf("the default address is not shown:\n%s", stdout.String())

@@ -1,5 +1,6 @@
-// Command peekshot runs the PeekShot server (peekshot serve) and manages
-// coupons (peekshot coupon …).
+// Command peekshot runs the PeekShot server (peekshot serve), manages
+// coupons (peekshot coupon …) and, for operators, API keys (peekshot
+// keys …).
 package main
 
 import (
@@ -27,6 +28,8 @@ const usage = `Usage:
   peekshot coupon create --code CODE --credits N [--max-redemptions N] [--expires YYYY-MM-DD]
   peekshot coupon list
   peekshot coupon disable CODE
+  peekshot keys list --email EMAIL   an account's API keys, masked
+  peekshot keys deactivate --id ID   turn one off at once, on every server
   peekshot help                      this text; "peekshot COMMAND --help" for one command
 `
 
@@ -56,6 +59,7 @@ var envVars = []envVar{
 	{"PEEKSHOT_RATE_LIMIT", "render requests per key per minute", func(c config) string { return strconv.Itoa(c.RateLimit) }},
 	{"PEEKSHOT_RENDER_CONCURRENCY", "renders at the same time", func(c config) string { return strconv.Itoa(c.RenderConcurrency) }},
 	{"PEEKSHOT_LOG_FORMAT", "text or json", func(c config) string { return c.LogFormat }},
+	{"PEEKSHOT_METRICS_ADDR", "address of a listener of its own for Prometheus metrics at /metrics, e.g. 127.0.0.1:9090", func(config) string { return "unset: off" }},
 	{"PEEKSHOT_TRUSTED_PROXIES", "proxies (addresses or CIDR ranges, by commas) whose X-Forwarded-For names the client, for keys' allowed IPs", func(config) string { return "none" }},
 }
 
@@ -123,6 +127,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fmt.Fprint(stdout, couponUsage)
 			return nil
 		}
+	case "keys":
+		if asksHelp(args[1:], 2) {
+			fmt.Fprint(stdout, keysUsage)
+			return nil
+		}
 	default:
 		writeUsage(stderr, usage, true)
 		return fmt.Errorf("unknown command %q", args[0])
@@ -131,8 +140,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	if args[0] == "serve" {
+	switch args[0] {
+	case "serve":
 		return serve(ctx, cfg, stdout)
+	case "keys":
+		return keys(ctx, cfg, args[1:], stdout, stderr)
 	}
 	return coupon(ctx, cfg, args[1:], stdout, stderr)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/peekshot/peekshot/capture"
+	"github.com/peekshot/peekshot/metrics"
 	"github.com/peekshot/peekshot/store"
 	"github.com/peekshot/peekshot/web"
 )
@@ -103,7 +104,17 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		log.Warn("PEEKSHOT_ALLOW_PRIVATE_TARGETS is on: the API will render loopback and private addresses")
 	}
 
-	srv, err := web.NewServer(web.Config{SessionSecret: secret, RateLimit: cfg.RateLimit, TrustedProxies: cfg.TrustedProxies}, st, renderer, log)
+	webCfg := web.Config{SessionSecret: secret, RateLimit: cfg.RateLimit, TrustedProxies: cfg.TrustedProxies}
+	var metricsSrv *http.Server
+	if cfg.MetricsAddr != "" {
+		m := metrics.New(metrics.Sources{Renderer: renderer, KeyCache: st})
+		webCfg.Metrics = m
+		if metricsSrv, err = serveMetrics(cfg.MetricsAddr, m, log); err != nil {
+			return err
+		}
+		defer metricsSrv.Close()
+	}
+	srv, err := web.NewServer(webCfg, st, renderer, log)
 	if err != nil {
 		return err
 	}
@@ -155,6 +166,9 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	if metricsSrv != nil {
+		metricsSrv.Close() // nothing left to count
+	}
 	// Chromium stops, then the database checkpoints its WAL and closes (the
 	// deferred calls find them closed).
 	if err := renderer.Close(); err != nil {
@@ -166,4 +180,29 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	log.Info("stopped")
 	return errors.Join(errClose, errStore)
+}
+
+// serveMetrics starts the listener of its own that PEEKSHOT_METRICS_ADDR
+// asks for: Prometheus's text at GET /metrics, nothing else. Close stops it.
+func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on PEEKSHOT_METRICS_ADDR %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("serve metrics", "err", err)
+		}
+	}()
+	log.Info("Prometheus metrics are served", "addr", ln.Addr().String(), "url", openURL(ln.Addr())+"metrics")
+	return srv, nil
 }

@@ -98,12 +98,12 @@ func warnOtherServer(w io.Writer, db string, servers []runningServer) {
 	}
 	if len(others) == 1 {
 		fmt.Fprintf(w, "peekshot: warning: no server is running on %s, but one is (process %d) on %s.\n", db, others[0].pid, others[0].db)
-		fmt.Fprintf(w, "  To change that server's coupons, run the command with PEEKSHOT_DB=%s\n", others[0].db)
+		fmt.Fprintf(w, "  To work on that server's coupons and keys, run the command with PEEKSHOT_DB=%s\n", others[0].db)
 		return
 	}
 	fmt.Fprintf(w, "peekshot: warning: no server is running on %s, but %d are on other databases:\n", db, len(others))
 	for _, s := range others {
 		fmt.Fprintf(w, "  process %d: PEEKSHOT_DB=%s\n", s.pid, s.db)
 	}
-	fmt.Fprint(w, "  To change one's coupons, run the command with its PEEKSHOT_DB.\n")
+	fmt.Fprint(w, "  To work on one's coupons and keys, run the command with its PEEKSHOT_DB.\n")
 }

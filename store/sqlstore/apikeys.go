@@ -164,6 +164,15 @@ func (db *DB) APIKey(ctx context.Context, userID, keyID int64) (account.APIKey, 
 	return k, nil
 }
 
+// APIKeyByID returns any user's key, for operators; its UserID says whose.
+func (db *DB) APIKeyByID(ctx context.Context, keyID int64) (account.APIKey, error) {
+	k, err := scanAPIKey(db.row(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE id = ?`, keyID))
+	if err != nil {
+		return account.APIKey{}, db.fail("API key by id", err)
+	}
+	return k, nil
+}
+
 // ownKey loads one of the user's keys inside t.
 func ownKey(t *tx, userID, keyID int64) (account.APIKey, error) {
 	return scanAPIKey(t.row(`SELECT `+apiKeyColumns+` FROM api_keys WHERE id = ? AND user_id = ?`, keyID, userID))

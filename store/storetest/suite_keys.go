@@ -57,6 +57,29 @@ func testAPIKeys(t *testing.T, h *Harness) {
 			t.Fatalf("unknown key: %v", err)
 		}
 	})
+	t.Run("ByIDForOperators", func(t *testing.T) {
+		// The operator's command line finds any user's key by its id,
+		// with whose it is.
+		got, err := s.APIKeyByID(ctx, k1.ID)
+		if err != nil || !sameKey(got, k1) || got.UserID != alice.ID || !got.Policy.HasScope(account.ScopeScreenshots) {
+			t.Fatalf("%+v %v, want %+v", got, err, k1)
+		}
+		if got, err := s.APIKeyByID(ctx, k2.ID); err != nil || got.ID != k2.ID || got.UserID != alice.ID {
+			t.Fatalf("%+v %v", got, err)
+		}
+		for _, id := range []int64{k2.ID + 1000, 0, -1} {
+			if _, err := s.APIKeyByID(ctx, id); !errors.Is(err, account.ErrNotFound) {
+				t.Errorf("no key %d: %v", id, err)
+			}
+		}
+		doomed, _ := NewKey(t, s, bob.ID, "doomed")
+		if err := s.DeleteAPIKey(ctx, bob.ID, doomed.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.APIKeyByID(ctx, doomed.ID); !errors.Is(err, account.ErrNotFound) {
+			t.Fatalf("deleted key: %v", err)
+		}
+	})
 	t.Run("OwnershipEnforced", func(t *testing.T) {
 		before, _ := s.APIKeys(ctx, alice.ID)
 		rows := h.Int(t, `SELECT count(*) FROM api_keys`)
