@@ -52,7 +52,7 @@ const testPageTimeout = 6 * time.Second
 func sharedChromium(t *testing.T) *capture.Chromium {
 	t.Helper()
 	if _, err := os.Stat(bt.ChromePath()); err != nil {
-		t.Fatalf("Chromium not found at %s: install it with `apt-get install chromium`", bt.ChromePath())
+		t.Fatalf("Chromium not found at %s: install it with `make chromium` (Debian: apt-get install chromium-headless-shell chromium)", bt.ChromePath())
 	}
 	chrome.once.Do(func() {
 		chrome.internal = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

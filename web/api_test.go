@@ -218,6 +218,8 @@ type fakeRenderer struct {
 	err   error
 	delay time.Duration
 	jobs  chan capture.Job
+	// clipAt, when set, answers an image clipped at that many CSS pixels.
+	clipAt int
 }
 
 func (f *fakeRenderer) Render(ctx context.Context, job capture.Job) (capture.Image, error) {
@@ -232,7 +234,11 @@ func (f *fakeRenderer) Render(ctx context.Context, job capture.Job) (capture.Ima
 	if f.err != nil {
 		return capture.Image{}, f.err
 	}
-	return capture.Image{Data: []byte("\x89PNG fake"), ContentType: "image/png", Width: job.Options.Width, Height: job.Options.Height}, nil
+	img := capture.Image{Data: []byte("\x89PNG fake"), ContentType: "image/png", Width: job.Options.Width, Height: job.Options.Height}
+	if f.clipAt > 0 {
+		img.Clipped, img.CSSHeight = true, f.clipAt
+	}
+	return img, nil
 }
 
 func TestAPIRequestValidation(t *testing.T) {
@@ -354,8 +360,10 @@ func TestAPIRenderErrorsCostNothing(t *testing.T) {
 		code   string
 	}{
 		{capture.ErrTimeout, 504, "render_timeout"},
+		{capture.ErrPageUnresponsive, 504, "render_timeout"},
 		{capture.ErrUnavailable, 503, "renderer_unavailable"},
 		{capture.ErrBusy, 429, "rate_limited"},
+		{capture.ErrAccountBusy, 429, "rate_limited"},
 		{&capture.ForbiddenError{Host: "internal.example", Reason: "a private address"}, 403, "forbidden_target"},
 		{&capture.OptionError{Field: "url", Message: "url must be an http or https URL"}, 400, "invalid_request"},
 	} {
@@ -378,6 +386,31 @@ func TestAPIRenderErrorsCostNothing(t *testing.T) {
 				t.Fatalf("ledger rows %d", len(led))
 			}
 		})
+	}
+}
+
+// TestAPIRenderJob: the renderer is told whose job it is (its queue takes
+// turns between accounts), and a clipped image says so in its headers.
+func TestAPIRenderJob(t *testing.T) {
+	f := &fakeRenderer{jobs: make(chan capture.Job, 2), clipAt: 52428}
+	e := newTestEnv(t, withRenderer(f))
+	b, email := e.signUp()
+	key, _ := createKeyHTMX(t, b, "jobs")
+	u, _ := e.store.UserByEmail(context.Background(), email)
+	r := e.apiCall("POST", "/api/v1/screenshots", key, `{"url": "https://example.com", "full_page": true}`)
+	expectStatus(t, r, 200)
+	if job := <-f.jobs; job.Account != u.ID {
+		t.Fatalf("the job is account %d's, want %d", job.Account, u.ID)
+	}
+	if r.Header.Get("X-Image-Clipped") != "true" || r.Header.Get("X-Image-Clip-Height") != "52428" {
+		t.Fatalf("clip headers %q %q", r.Header.Get("X-Image-Clipped"), r.Header.Get("X-Image-Clip-Height"))
+	}
+	f.clipAt = 0
+	r = e.apiCall("POST", "/api/v1/html-to-image", key, `{"html": "<p>hi</p>"}`)
+	expectStatus(t, r, 200)
+	<-f.jobs
+	if r.Header.Get("X-Image-Clipped") != "" || r.Header.Get("X-Image-Clip-Height") != "" {
+		t.Fatal("an image that was not clipped says it was")
 	}
 }
 
