@@ -18,8 +18,9 @@ const (
 	cacheTTL = time.Minute
 )
 
-// Cached is a Store whose two hot reads, an API key by its hash and the
-// email and credits that GET /api/v1/me shows, are answered from memory,
+// Cached is a Store whose hot reads, an API key by its hash, a key and its
+// signing secret by the key's id (for signed links), and the email and
+// credits that GET /api/v1/me shows, are answered from memory,
 // so that the API's hot path makes no database round trip. The cache is
 // only a cache: every change any process commits reaches it through the
 // Store's Watch (this process's own before the write returns, others'
@@ -30,11 +31,12 @@ type Cached struct {
 	Store
 	now func() time.Time
 
-	mu    sync.RWMutex
-	live  bool
-	gen   uint64 // moves on every change: a read that raced one isn't kept
-	keys  map[apikey.Hash]cached[account.APIKey]
-	users map[int64]cached[emailAndCredits]
+	mu     sync.RWMutex
+	live   bool
+	gen    uint64 // moves on every change: a read that raced one isn't kept
+	keys   map[apikey.Hash]cached[account.APIKey]
+	signed map[int64]cached[account.SignedLinkKey]
+	users  map[int64]cached[emailAndCredits]
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -60,6 +62,7 @@ func NewCached(s Store, now func() time.Time) *Cached {
 	c := &Cached{
 		Store: s, now: now, stop: cancel, done: make(chan struct{}),
 		keys: make(map[apikey.Hash]cached[account.APIKey]), users: make(map[int64]cached[emailAndCredits]),
+		signed: make(map[int64]cached[account.SignedLinkKey]),
 	}
 	go func() {
 		defer close(c.done)
@@ -95,6 +98,21 @@ func (c *Cached) APIKeyByHash(ctx context.Context, hash apikey.Hash) (account.AP
 	}
 	stored.LastUsedAt, stored.RequestCount = time.Time{}, 0 // counted elsewhere
 	put(c, c.keys, hash, stored, gen)
+	return stored, nil
+}
+
+// SignedLinkKey answers from memory when it can. What it returns must not
+// be changed by the caller.
+func (c *Cached) SignedLinkKey(ctx context.Context, keyID int64) (account.SignedLinkKey, error) {
+	k, gen, ok := get(c, c.signed, keyID)
+	if ok {
+		return *k, nil
+	}
+	stored, err := c.Store.SignedLinkKey(ctx, keyID)
+	if err != nil {
+		return account.SignedLinkKey{}, err
+	}
+	put(c, c.signed, keyID, stored, gen)
 	return stored, nil
 }
 
@@ -160,6 +178,14 @@ func (c *Cached) forget(ch Change) {
 			delete(c.keys, h)
 		}
 	}
+	delete(c.signed, ch.KeyID)
+	if ch.AllKeys {
+		for id, e := range c.signed {
+			if e.v.Key.UserID == ch.UserID {
+				delete(c.signed, id)
+			}
+		}
+	}
 }
 
 // setLive trusts the cache again, emptied, or stops trusting it.
@@ -169,5 +195,6 @@ func (c *Cached) setLive(live bool) {
 	c.gen++
 	c.live = live
 	clear(c.keys)
+	clear(c.signed)
 	clear(c.users)
 }
