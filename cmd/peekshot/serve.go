@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/peekshot/peekshot/capture"
+	"github.com/peekshot/peekshot/secretscan"
 	"github.com/peekshot/peekshot/store"
 	"github.com/peekshot/peekshot/web"
 )
@@ -74,6 +75,15 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 
 func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	log := newLogger(cfg.LogFormat, stdout)
+	// Read before anything is created or started: a bad file stops here.
+	var scanningKeys *secretscan.Keys
+	if cfg.SecretScanningKeys != "" {
+		var err error
+		if scanningKeys, err = secretscan.LoadKeys(cfg.SecretScanningKeys); err != nil {
+			return fmt.Errorf("PEEKSHOT_SECRET_SCANNING_KEYS: %w", err)
+		}
+		log.Info("secret-scanning alerts accepted", "keys", scanningKeys.Len(), "file", cfg.SecretScanningKeys)
+	}
 	secret, err := cfg.sessionSecret()
 	if err != nil {
 		return err
@@ -103,7 +113,8 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		log.Warn("PEEKSHOT_ALLOW_PRIVATE_TARGETS is on: the API will render loopback and private addresses")
 	}
 
-	srv, err := web.NewServer(web.Config{SessionSecret: secret, RateLimit: cfg.RateLimit, TrustedProxies: cfg.TrustedProxies}, st, renderer, log)
+	srv, err := web.NewServer(web.Config{SessionSecret: secret, RateLimit: cfg.RateLimit, TrustedProxies: cfg.TrustedProxies,
+		SecretScanningKeys: scanningKeys}, st, renderer, log)
 	if err != nil {
 		return err
 	}
