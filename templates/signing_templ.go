@@ -204,9 +204,9 @@ func rotateSigningSecret(p KeyPageProps) templ.Component {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var9 string
-		templ_7745c5c3_Var9, templ_7745c5c3_Err = templruntime.NewAttributeExpression(rotateSigningWarning(p.Key, *p.Signing)).Resolve(ctx)
+		templ_7745c5c3_Var9, templ_7745c5c3_Err = templruntime.NewAttributeExpression(rotateSigningWarning(*p.Signing)).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/signing.templ`, Line: 67, Col: 62}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/signing.templ`, Line: 67, Col: 55}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var9)
 		if templ_7745c5c3_Err != nil {
@@ -246,9 +246,9 @@ func rotateSigningSecret(p KeyPageProps) templ.Component {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var11 string
-		templ_7745c5c3_Var11, templ_7745c5c3_Err = templ.JoinStringErrs(rotateSigningWarning(p.Key, *p.Signing))
+		templ_7745c5c3_Var11, templ_7745c5c3_Err = templ.JoinStringErrs(rotateSigningWarning(*p.Signing))
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/signing.templ`, Line: 80, Col: 48}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/signing.templ`, Line: 80, Col: 41}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var11))
 		if templ_7745c5c3_Err != nil {
@@ -262,7 +262,7 @@ func rotateSigningSecret(p KeyPageProps) templ.Component {
 	})
 }
 
-func rotateSigningWarning(k account.APIKey, s account.SigningSecret) string {
+func rotateSigningWarning(s account.SigningSecret) string {
 	return "Every link signed with " + s.Masked() + " stops working at once, on every server, including images already embedded in pages. " +
 		"The new secret is shown once."
 }
