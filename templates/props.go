@@ -143,6 +143,13 @@ type Reveal struct {
 	Replaced *account.APIKey
 }
 
+// ShownOnce is a secret shown once (a new key, a new signing secret): the
+// id of its field, the field's label, the no-JavaScript disclosure's
+// summary, and the secret.
+type ShownOnce struct {
+	ID, Label, Summary, Value string
+}
+
 // ConfirmDeleteProps is the no-JavaScript confirmation page for deleting a key.
 type ConfirmDeleteProps struct {
 	CSRF string
