@@ -10,6 +10,7 @@ type FindingKind string
 
 // The findings of key health, in the order they are shown.
 const (
+	FindingLeaked       FindingKind = "leaked"        // reported leaked by a secret scanner
 	FindingManyIPs      FindingKind = "many_ips"      // seen from more than ManyIPs addresses in a day
 	FindingUnrestricted FindingKind = "unrestricted"  // every scope and no IP restriction
 	FindingNeverExpires FindingKind = "never_expires" // no expiry
@@ -31,12 +32,22 @@ type Finding struct {
 	Keys []APIKey
 }
 
-// Health is what needs attention among a user's keys: only keys that
-// work are judged (a deactivated or expired key risks nothing). ipsPerDay
-// is the most client addresses each key was seen from in one day lately.
-func Health(keys []APIKey, ipsPerDay map[int64]int, now time.Time) []Finding {
+// Health is what needs attention among a user's keys. A key reported
+// leaked (leaks: the reports not yet dealt with) is named whatever its
+// state, since a scanner deactivated it and its owner still has to replace
+// it; otherwise only keys that work are judged (a deactivated or expired
+// key risks nothing). ipsPerDay is the most client addresses each key was
+// seen from in one day lately.
+func Health(keys []APIKey, ipsPerDay map[int64]int, leaks []LeakReport, now time.Time) []Finding {
 	found := map[FindingKind][]APIKey{}
+	leaked := make(map[int64]bool, len(leaks))
+	for _, l := range leaks {
+		leaked[l.Key.ID] = true
+	}
 	for _, k := range keys {
+		if leaked[k.ID] {
+			found[FindingLeaked] = append(found[FindingLeaked], k)
+		}
 		if !k.Works(now) {
 			continue
 		}
@@ -58,7 +69,7 @@ func Health(keys []APIKey, ipsPerDay map[int64]int, now time.Time) []Finding {
 		}
 	}
 	var out []Finding
-	for _, kind := range []FindingKind{FindingManyIPs, FindingUnrestricted, FindingNeverExpires, FindingIdle} {
+	for _, kind := range []FindingKind{FindingLeaked, FindingManyIPs, FindingUnrestricted, FindingNeverExpires, FindingIdle} {
 		if len(found[kind]) > 0 {
 			out = append(out, Finding{Kind: kind, Keys: found[kind]})
 		}

@@ -20,6 +20,10 @@ const (
 	ChecksumLen = 6
 	// Len is the length of a whole key.
 	Len = len(Prefix) + RandomLen + ChecksumLen
+	// Pattern is the regular expression secret scanners find keys with
+	// (docs/secret-scanning.md). A regular expression can't check the
+	// checksum: Valid does.
+	Pattern = `psk_[0-9A-Za-z]{38}`
 
 	alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 )
@@ -33,10 +37,14 @@ type Hash [sha256.Size]byte
 
 // Generate returns a new random key. Characters are drawn from crypto/rand
 // by rejection sampling, so every base62 character is equally likely.
-func Generate() (string, error) {
+func Generate() (string, error) { return generate(Prefix) }
+
+// generate is a new random token of the key format under prefix (four
+// characters): the format keys and signing secrets share.
+func generate(prefix string) (string, error) {
 	var b [Len]byte
-	copy(b[:], Prefix)
-	random := b[len(Prefix) : len(Prefix)+RandomLen]
+	copy(b[:], prefix)
+	random := b[len(prefix) : len(prefix)+RandomLen]
 	var buf [64]byte
 	for n := 0; n < RandomLen; {
 		if _, err := rand.Read(buf[:]); err != nil {
@@ -54,7 +62,7 @@ func Generate() (string, error) {
 			}
 		}
 	}
-	putChecksum(b[len(Prefix)+RandomLen:], string(random))
+	putChecksum(b[len(prefix)+RandomLen:], string(random))
 	return string(b[:]), nil
 }
 
@@ -77,16 +85,20 @@ func putChecksum(dst []byte, random string) {
 
 // Valid reports whether s is a well-formed key with a correct checksum.
 // It allocates nothing, so the API can reject garbage for almost free.
-func Valid(s string) bool {
-	if len(s) != Len || s[:len(Prefix)] != Prefix {
+func Valid(s string) bool { return valid(s, Prefix) }
+
+// valid reports whether s is a well-formed token of the key format under
+// prefix, checksum included.
+func valid(s, prefix string) bool {
+	if len(s) != Len || s[:len(prefix)] != prefix {
 		return false
 	}
-	for i := len(Prefix); i < Len; i++ {
+	for i := len(prefix); i < Len; i++ {
 		if !isBase62(s[i]) {
 			return false
 		}
 	}
-	sum := crcString(s[len(Prefix) : len(Prefix)+RandomLen])
+	sum := crcString(s[len(prefix) : len(prefix)+RandomLen])
 	for i := Len - 1; i >= Len-ChecksumLen; i-- {
 		if s[i] != alphabet[sum%62] {
 			return false

@@ -19,8 +19,9 @@ const (
 	cacheTTL = time.Minute
 )
 
-// Cached is a Store whose two hot reads, an API key by its hash and the
-// email and credits that GET /api/v1/me shows, are answered from memory,
+// Cached is a Store whose hot reads, an API key by its hash, a key and its
+// signing secret by the key's id (for signed links), and the email and
+// credits that GET /api/v1/me shows, are answered from memory,
 // so that the API's hot path makes no database round trip. The cache is
 // only a cache: every change any process commits reaches it through the
 // Store's Watch (this process's own before the write returns, others'
@@ -31,11 +32,12 @@ type Cached struct {
 	Store
 	now func() time.Time
 
-	mu    sync.RWMutex
-	live  bool
-	gen   uint64 // moves on every change: a read that raced one isn't kept
-	keys  map[apikey.Hash]cached[account.APIKey]
-	users map[int64]cached[emailAndCredits]
+	mu     sync.RWMutex
+	live   bool
+	gen    uint64 // moves on every change: a read that raced one isn't kept
+	keys   map[apikey.Hash]cached[account.APIKey]
+	signed map[int64]cached[account.SignedLinkKey]
+	users  map[int64]cached[emailAndCredits]
 
 	// keyHits and keyMisses count the key lookups answered from memory
 	// and those that read the database, for monitoring.
@@ -65,6 +67,7 @@ func NewCached(s Store, now func() time.Time) *Cached {
 	c := &Cached{
 		Store: s, now: now, stop: cancel, done: make(chan struct{}),
 		keys: make(map[apikey.Hash]cached[account.APIKey]), users: make(map[int64]cached[emailAndCredits]),
+		signed: make(map[int64]cached[account.SignedLinkKey]),
 	}
 	go func() {
 		defer close(c.done)
@@ -109,6 +112,21 @@ func (c *Cached) APIKeyByHash(ctx context.Context, hash apikey.Hash) (account.AP
 // that read the database (misses: every unknown key is one).
 func (c *Cached) KeyLookups() (hits, misses uint64) {
 	return c.keyHits.Load(), c.keyMisses.Load()
+}
+
+// SignedLinkKey answers from memory when it can. What it returns must not
+// be changed by the caller.
+func (c *Cached) SignedLinkKey(ctx context.Context, keyID int64) (account.SignedLinkKey, error) {
+	k, gen, ok := get(c, c.signed, keyID)
+	if ok {
+		return *k, nil
+	}
+	stored, err := c.Store.SignedLinkKey(ctx, keyID)
+	if err != nil {
+		return account.SignedLinkKey{}, err
+	}
+	put(c, c.signed, keyID, stored, gen)
+	return stored, nil
 }
 
 // EmailAndCredits answers from memory when it can.
@@ -173,6 +191,14 @@ func (c *Cached) forget(ch Change) {
 			delete(c.keys, h)
 		}
 	}
+	delete(c.signed, ch.KeyID)
+	if ch.AllKeys {
+		for id, e := range c.signed {
+			if e.v.Key.UserID == ch.UserID {
+				delete(c.signed, id)
+			}
+		}
+	}
 }
 
 // setLive trusts the cache again, emptied, or stops trusting it.
@@ -182,5 +208,6 @@ func (c *Cached) setLive(live bool) {
 	c.gen++
 	c.live = live
 	clear(c.keys)
+	clear(c.signed)
 	clear(c.users)
 }

@@ -166,6 +166,38 @@ type Reveals interface {
 	TakeReveal(ctx context.Context, token []byte, userID int64) ([]byte, error)
 }
 
+// SigningSecrets keeps each key's secret for signed links (SPEC §8),
+// sealed by the caller so that the database never holds it in clear.
+// Setting one is a Change of its key, so that a rotated secret stops
+// verifying on every instance (see Watcher).
+type SigningSecrets interface {
+	// SetSigningSecret gives one of the user's keys a new signing secret,
+	// replacing the one it had, and logs key.settings_changed; an expired
+	// key can't have one (ErrKeyExpired).
+	SetSigningSecret(ctx context.Context, userID, keyID int64, ns account.NewSigningSecret) (account.SigningSecret, error)
+	// SigningSecret is one of the user's keys' secret; none is ErrNotFound.
+	SigningSecret(ctx context.Context, userID, keyID int64) (account.SigningSecret, error)
+	// SignedLinkKey finds a key by its id for a signed link: what
+	// APIKeyByHash reads, and its sealed secret. An unknown key and a key
+	// without a secret are ErrNotFound.
+	SignedLinkKey(ctx context.Context, keyID int64) (account.SignedLinkKey, error)
+}
+
+// LeakReports keeps what secret scanners report of keys found in public.
+type LeakReports interface {
+	// ReportLeakedKey deactivates the key whose hash a scanner found, at
+	// once, keeps where it was found, and logs key.leak_reported (by the
+	// actor in ctx); a key reported again keeps the latest report. No key
+	// with that hash is ErrNotFound, and nothing changes.
+	ReportLeakedKey(ctx context.Context, hash apikey.Hash, leak account.Leak) (account.LeakReport, error)
+	// LeakReports lists the user's keys reported leaked that the owner has
+	// not dealt with yet (rotated, deleted, or dismissed), newest first.
+	LeakReports(ctx context.Context, userID int64) ([]account.LeakReport, error)
+	// DismissLeakReport marks one of the user's keys' report dealt with;
+	// a key without a report is ErrNotFound.
+	DismissLeakReport(ctx context.Context, userID, keyID int64) error
+}
+
 // Change is a committed write that a cache may hold a copy of: one key
 // (KeyID, with its UserID), or a user's account (UserID alone: their email
 // or credits), or with AllKeys every key of the user too (the account was
@@ -196,6 +228,8 @@ type Store interface {
 	Coupons
 	Activities
 	Reveals
+	SigningSecrets
+	LeakReports
 	Watcher
 	// Sweep deletes what has outlived its use: stale sessions' siblings
 	// (expired reveals and reservations, old change records).

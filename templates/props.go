@@ -23,6 +23,15 @@ type Page struct {
 	Flashes []Flash
 	// NoStore marks a page that shows a secret; it is kept out of caches.
 	NoStore bool
+	// Leaks are the viewer's keys reported leaked that still need them:
+	// the red banner of every Account page.
+	Leaks []account.LeakReport
+}
+
+// LeakBanner is the red banner about keys reported leaked.
+type LeakBanner struct {
+	CSRF  string
+	Leaks []account.LeakReport
 }
 
 // Viewer is the signed-in person, as the frame shows them.
@@ -132,6 +141,13 @@ type Reveal struct {
 	Label string
 	// Replaced is the key this one replaced by rotation, if any.
 	Replaced *account.APIKey
+}
+
+// ShownOnce is a secret shown once (a new key, a new signing secret): the
+// id of its field, the field's label, the no-JavaScript disclosure's
+// summary, and the secret.
+type ShownOnce struct {
+	ID, Label, Summary, Value string
 }
 
 // ConfirmDeleteProps is the no-JavaScript confirmation page for deleting a key.
@@ -438,6 +454,53 @@ type KeyPageProps struct {
 	Recent []account.Activity
 	// Replacement is the key that replaced this one, for a rotated key.
 	Replacement *account.APIKey
+	// Signing is the key's signing secret for signed links; nil: none.
+	Signing *account.SigningSecret
+	// SigningReveal is a new signing secret, shown once.
+	SigningReveal *SigningReveal
+	// APIBase is where the API answers, for the signed-link examples.
+	APIBase string
+}
+
+// SigningReveal is a key's new signing secret, shown once, and a link
+// signed with it to try.
+type SigningReveal struct {
+	Secret     string
+	ExampleURL string
+	Rotated    bool // it replaced a secret
+}
+
+// SignedLinkHowTo is how to sign a link for key keyID by hand, in a
+// shell: the canonical query (parameters sorted by name, RFC 3986
+// encoded), its HMAC-SHA256 under the secret, the link.
+func SignedLinkHowTo(apiBase string, keyID int64) string {
+	return "SECRET=pss_…   # this key's signing secret, kept on your server\n" +
+		"QUERY=\"expires=$(( $(date +%s) + 86400 ))&height=720&key_id=" + itoa(keyID) + "&url=https%3A%2F%2Fexample.com&width=1280\"\n" +
+		"SIG=$(printf '%s' \"$QUERY\" | openssl dgst -sha256 -hmac \"$SECRET\" | awk '{print $NF}')\n" +
+		"echo \"" + apiBase + "/api/v1/screenshots?$QUERY&signature=$SIG\""
+}
+
+// ShortTime is a moment as a banner says it: "14:02 UTC on 3 Jan 2026".
+func ShortTime(t time.Time) string { return t.UTC().Format("15:04 UTC on 2 Jan 2006") }
+
+// LeakDone says what became of a key reported leaked.
+func LeakDone(l account.LeakReport) string {
+	switch {
+	case l.Key.Active:
+		return "It was turned back on and works: rotate it, so that the copy that leaked stops working."
+	case !l.DeactivatedAt.IsZero():
+		return "PeekShot deactivated it at " + ShortTime(l.DeactivatedAt) + ": requests with it are refused. Rotate it to get a replacement with the same settings."
+	}
+	return "It was already deactivated. Rotate it, or delete it if nothing uses it."
+}
+
+// leakLink is a leak's URL when it is a web address to link to, else "".
+func leakLink(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return ""
+	}
+	return raw
 }
 
 // SettingsForm is a key's settings form: its label and policy fields, and
@@ -615,6 +678,9 @@ func ActivityKeyLabel(a account.Activity) string {
 // FindingText is what a finding of key health says.
 func FindingText(f account.Finding) (title, why string) {
 	switch f.Kind {
+	case account.FindingLeaked:
+		return "Reported leaked",
+			"A secret scanner found these keys in public, and PeekShot deactivated them. Rotate each: the replacement keeps its label and settings, and the leaked key stops for good."
 	case account.FindingManyIPs:
 		return "Used from more than " + strconv.Itoa(account.ManyIPs) + " addresses in a day",
 			"A key used from this many places may have been shared or leaked. Limit it to your servers' addresses, or rotate it."

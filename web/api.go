@@ -97,32 +97,39 @@ func (s *Server) requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return s.refuseKey(err)
 		}
-		// From here on the request is the key's: counted in its usage,
-		// whatever becomes of it, and its changes logged as the key's.
-		now := s.cfg.Now()
-		from := clientAddr(r, s.cfg.TrustedProxies)
-		ip := ""
-		if from.IsValid() {
-			ip = from.String()
-		}
-		agent := userAgent(r)
-		c.SetRequest(r.WithContext(account.WithActor(r.Context(), account.Actor{Kind: account.ActorKey, KeyMasked: k.Masked(), IP: ip, UserAgent: agent})))
-		checkErr := s.checkKey(k, now, from)
-		err = checkErr
-		s.usage.request(k.ID, now, ip, agent, err == nil)
-		if err == nil {
-			c.Set(ctxKey, &k)
-			err = next(c)
-		}
-		code := ""
-		if err != nil {
-			code = classify(err).Code
-		}
-		s.cfg.Metrics.KeyVerified(keyVerification(checkErr, code))
-		rendered, _ := c.Get(ctxRendered).(bool)
-		s.usage.outcome(k.ID, now, err == nil && rendered, code)
-		return err
+		return s.asKey(c, k, next)
 	}
+}
+
+// asKey runs the rest of a request authenticated as k, by its x-api-key
+// or by a signed link: from here on the request is the key's, counted in
+// its usage whatever becomes of it, its changes logged as the key's, and
+// the key's own state and policy checked before next.
+func (s *Server) asKey(c echo.Context, k account.APIKey, next echo.HandlerFunc) error {
+	r := c.Request()
+	now := s.cfg.Now()
+	from := clientAddr(r, s.cfg.TrustedProxies)
+	ip := ""
+	if from.IsValid() {
+		ip = from.String()
+	}
+	agent := userAgent(r)
+	c.SetRequest(r.WithContext(account.WithActor(r.Context(), account.Actor{Kind: account.ActorKey, KeyMasked: k.Masked(), IP: ip, UserAgent: agent})))
+	checkErr := s.checkKey(k, now, from)
+	err := checkErr
+	s.usage.request(k.ID, now, ip, agent, err == nil)
+	if err == nil {
+		c.Set(ctxKey, &k)
+		err = next(c)
+	}
+	code := ""
+	if err != nil {
+		code = classify(err).Code
+	}
+	s.cfg.Metrics.KeyVerified(keyVerification(checkErr, code))
+	rendered, _ := c.Get(ctxRendered).(bool)
+	s.usage.outcome(k.ID, now, err == nil && rendered, code)
+	return err
 }
 
 // refuseKey counts a request refused before its key was found, and
@@ -152,14 +159,19 @@ func (s *Server) checkKey(k account.APIKey, now time.Time, from netip.Addr) erro
 // userAgent is a request's User-Agent as the log and the key's page show
 // it: valid text, no control characters, at most 200 characters.
 func userAgent(r *http.Request) string {
-	ua := strings.ToValidUTF8(r.Header.Get("User-Agent"), "")
-	ua = strings.Map(func(c rune) rune {
+	return truncateText(oneLine(r.Header.Get("User-Agent")), 200)
+}
+
+// oneLine is text from outside as the log and the pages show it: valid
+// UTF-8, without control or bidi characters, trimmed.
+func oneLine(s string) string {
+	s = strings.Map(func(c rune) rune {
 		if unicode.IsControl(c) || bidiControl(c) {
 			return -1
 		}
 		return c
-	}, ua)
-	return truncateText(strings.TrimSpace(ua), 200)
+	}, strings.ToValidUTF8(s, ""))
+	return strings.TrimSpace(s)
 }
 
 // expiredKeyError says why a key no longer works: its owner's expiry, or
@@ -434,7 +446,6 @@ func (s *Server) handleHTMLToImage(c echo.Context) error { return s.handleRender
 // transaction shared by every instance), the render, then the debit with
 // its ledger row. A failed render costs nothing.
 func (s *Server) handleRender(c echo.Context, wantURL bool) error {
-	k := currentKey(c)
 	req, err := decodeRenderRequest(c)
 	if err != nil {
 		return err
@@ -443,8 +454,51 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 	if err != nil {
 		return err
 	}
+	r, err := s.renderJob(c, job)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return r.write(c)
+}
+
+// rendered is a render that was paid for: the image, the balance after
+// it, and how long it took.
+type rendered struct {
+	img     capture.Image
+	balance int64
+	took    time.Duration
+}
+
+// write answers with the image and what the API says about it.
+func (r rendered) write(c echo.Context) error {
+	h := c.Response().Header()
+	h.Set("X-Credits-Remaining", strconv.FormatInt(r.balance, 10))
+	h.Set("X-Render-Ms", strconv.FormatInt(r.took.Milliseconds(), 10))
+	return writeImage(c, r.img)
+}
+
+// writeImage answers with an image and its size headers.
+func writeImage(c echo.Context, img capture.Image) error {
+	h := c.Response().Header()
+	h.Set("X-Image-Width", strconv.Itoa(img.Width))
+	h.Set("X-Image-Height", strconv.Itoa(img.Height))
+	if img.Clipped {
+		h.Set("X-Image-Clipped", "true")
+		h.Set("X-Image-Clip-Height", strconv.Itoa(img.CSSHeight)) // CSS pixels captured from the top
+	}
+	return c.Blob(http.StatusOK, img.ContentType, img.Data)
+}
+
+// renderJob renders a checked job for the request's key, as both render
+// endpoints and signed links do: admission (the key's rate limit, its
+// budget and a credit reserved, in one transaction shared by every
+// instance), the key's allowed sites, the render, then the debit with
+// its ledger row. A failed render costs nothing.
+func (s *Server) renderJob(c echo.Context, job capture.Job) (rendered, error) {
+	k := currentKey(c)
 	if s.renderer == nil {
-		return errRendererDown
+		return rendered{}, errRendererDown
 	}
 	// The request's own context may end (the client gives up) before the
 	// reservation is settled; settling must happen all the same.
@@ -462,23 +516,23 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 		e := *apiErr(http.StatusTooManyRequests, "rate_limited",
 			fmt.Sprintf("This key is limited to %d renders a minute. Retry after the time in the Retry-After header.", limited.PerMinute))
 		e.RetryAfter = max(1, int(math.Ceil(limited.RetryAfter.Seconds())))
-		return &e
+		return rendered{}, &e
 	case errors.As(err, &broke):
-		return apiErr(http.StatusPaymentRequired, "key_budget_exhausted", fmt.Sprintf(
+		return rendered{}, apiErr(http.StatusPaymentRequired, "key_budget_exhausted", fmt.Sprintf(
 			"This key has spent its monthly budget of %s; it renders again from %s. Your account's balance is untouched: raise the key's budget in Account → API Keys → the key's settings, or use another key.",
 			templates.CreditsText(broke.Budget), broke.ResetsAt.UTC().Format("2 January 2006, 00:00 UTC")))
 	case errors.Is(err, account.ErrInsufficientCredits):
-		return errNoCredits
+		return rendered{}, errNoCredits
 	case errors.Is(err, account.ErrNotFound):
-		return errInvalidKey // the account was deleted a moment ago
+		return rendered{}, errInvalidKey // the account was deleted a moment ago
 	case err != nil:
-		return err
+		return rendered{}, err
 	}
-	if job.URL != "" && !k.Policy.AllowsHost(hostOfURL(job.URL)) {
+	if err := checkTarget(k, job); err != nil {
 		if rerr := s.store.ReleaseRender(settle, res); rerr != nil {
 			s.log.Warn("release a render's credit (it frees itself at its expiry)", "request_id", c.Get(ctxReqID), "err", rerr.Error())
 		}
-		return targetNotAllowed(hostOfURL(job.URL))
+		return rendered{}, err
 	}
 	job.Account = k.UserID // the renderer's queue is fair between accounts
 	if len(k.Policy.AllowedTargets) > 0 {
@@ -492,29 +546,27 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 		if rerr := s.store.ReleaseRender(settle, res); rerr != nil {
 			s.log.Warn("release a render's credit (it frees itself at its expiry)", "request_id", c.Get(ctxReqID), "err", rerr.Error())
 		}
-		return failed
+		return rendered{}, failed
 	}
 	s.cfg.Metrics.Rendered("ok", time.Since(start))
 	balance, err := s.store.ChargeRender(settle, res)
 	switch {
 	case errors.Is(err, account.ErrInsufficientCredits):
-		return errNoCredits
+		return rendered{}, errNoCredits
 	case err != nil:
-		return err
+		return rendered{}, err
 	}
 	s.cfg.Metrics.CreditsSpent(1)
-	h := c.Response().Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Credits-Remaining", strconv.FormatInt(balance, 10))
-	h.Set("X-Image-Width", strconv.Itoa(img.Width))
-	h.Set("X-Image-Height", strconv.Itoa(img.Height))
-	if img.Clipped {
-		h.Set("X-Image-Clipped", "true")
-		h.Set("X-Image-Clip-Height", strconv.Itoa(img.CSSHeight)) // CSS pixels captured from the top
-	}
-	h.Set("X-Render-Ms", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
 	c.Set(ctxRendered, true)
-	return c.Blob(http.StatusOK, img.ContentType, img.Data)
+	return rendered{img: img, balance: balance, took: time.Since(start)}, nil
+}
+
+// checkTarget refuses a URL outside the key's allowed sites.
+func checkTarget(k *account.APIKey, job capture.Job) error {
+	if job.URL != "" && !k.Policy.AllowsHost(hostOfURL(job.URL)) {
+		return targetNotAllowed(hostOfURL(job.URL))
+	}
+	return nil
 }
 
 // targetNotAllowed refuses a page outside the key's allowed sites.

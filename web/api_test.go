@@ -349,7 +349,9 @@ func TestAPIRequestValidation(t *testing.T) {
 	})
 	t.Run("UnknownRoute", func(t *testing.T) {
 		expectAPIError(t, e.apiCall("GET", "/api/v1/nope", key, ""), 404, "not_found")
-		expectAPIError(t, e.apiCall("GET", "/api/v1/screenshots", key, ""), 405, "method_not_allowed")
+		expectAPIError(t, e.apiCall("PUT", "/api/v1/screenshots", key, ""), 405, "method_not_allowed")
+		// GET is a signed link's: without a signature, refused as one.
+		expectAPIError(t, e.apiCall("GET", "/api/v1/screenshots", key, ""), 401, "invalid_signature")
 	})
 }
 

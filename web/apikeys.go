@@ -81,9 +81,13 @@ func (s *Server) apiKeysProps(c echo.Context, reveal *templates.Reveal, form tem
 	if err != nil {
 		return templates.APIKeysProps{}, err
 	}
+	leaks, err := s.leakReports(c)
+	if err != nil {
+		return templates.APIKeysProps{}, err
+	}
 	return templates.APIKeysProps{
 		CSRF: s.csrf(c), Keys: keys, Now: now, Reveal: reveal, Create: form, BaseURL: baseURL(c.Request()),
-		Findings: account.Health(keys, ips, now),
+		Findings: account.Health(keys, ips, leaks, now),
 	}, nil
 }
 

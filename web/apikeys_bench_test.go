@@ -205,9 +205,10 @@ func BenchmarkAPIKeysTab(b *testing.B) {
 	}
 }
 
-// TestAPIKeysTabIsOneQuery: the tab reads its keys in one query and their
-// health (the client addresses per day) in one more, whatever their
-// number, not one per key.
+// TestAPIKeysTabIsOneQuery: the tab reads its keys in one query, their
+// health (the client addresses per day) in one more and the keys reported
+// leaked (for the banner and health) in a third, whatever their number,
+// not one per key.
 func TestAPIKeysTabIsOneQuery(t *testing.T) {
 	counted := func(n int) (total int, keyQueries []string) {
 		log := &queryLog{}
@@ -229,8 +230,8 @@ func TestAPIKeysTabIsOneQuery(t *testing.T) {
 	}
 	one, _ := counted(1)
 	fifty, keyQueries := counted(account.MaxAPIKeys)
-	if len(keyQueries) != 2 {
-		t.Errorf("the tab ran %d queries on api_keys for 50 keys, want 2 (the keys, their health):\n%s", len(keyQueries), strings.Join(keyQueries, "\n"))
+	if len(keyQueries) != 3 {
+		t.Errorf("the tab ran %d queries on api_keys for 50 keys, want 3 (the keys, their health, their leak reports):\n%s", len(keyQueries), strings.Join(keyQueries, "\n"))
 	}
 	if fifty != one {
 		t.Errorf("the tab ran %d queries with 1 key and %d with 50: the count must not grow with the keys", one, fifty)

@@ -21,7 +21,11 @@ func (s *Server) handleKeyPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.renderKeyPage(c, http.StatusOK, k, templates.SettingsForm{Label: k.Label, Policy: templates.PolicyFormOf(k, s.cfg.RateLimit, s.cfg.Now())})
+	reveal, err := s.takeSigningReveal(c, k)
+	if err != nil {
+		return err
+	}
+	return s.renderKeyPageReveal(c, http.StatusOK, k, s.settingsFormOf(k), reveal)
 }
 
 // ownKeyWithUsage is one of the user's keys as the list shows it: with
@@ -46,9 +50,19 @@ func (s *Server) ownKeyWithUsage(c echo.Context) (account.APIKey, error) {
 }
 
 func (s *Server) renderKeyPage(c echo.Context, status int, k account.APIKey, form templates.SettingsForm, flashes ...templates.Flash) error {
+	return s.renderKeyPageReveal(c, status, k, form, nil, flashes...)
+}
+
+// renderKeyPageReveal is renderKeyPage showing a new signing secret once
+// (reveal, unless nil), kept out of every cache.
+func (s *Server) renderKeyPageReveal(c echo.Context, status int, k account.APIKey, form templates.SettingsForm, reveal *templates.SigningReveal, flashes ...templates.Flash) error {
 	p, err := s.keyPageProps(c, k, form)
 	if err != nil {
 		return err
+	}
+	p.SigningReveal = reveal
+	if reveal != nil {
+		noStore(c)
 	}
 	if isHTMX(c) && c.Request().Method == http.MethodPost {
 		return s.render(c, status, templates.KeyPanelUpdate(p, flashes))
@@ -62,7 +76,13 @@ func (s *Server) keyPageProps(c echo.Context, k account.APIKey, form templates.S
 	ctx := c.Request().Context()
 	now := s.cfg.Now()
 	u := currentUser(c)
-	p := templates.KeyPageProps{CSRF: s.csrf(c), Key: k, Now: now, Settings: form}
+	p := templates.KeyPageProps{CSRF: s.csrf(c), Key: k, Now: now, Settings: form, APIBase: baseURL(c.Request())}
+	switch secret, err := s.store.SigningSecret(ctx, u.ID, k.ID); {
+	case err == nil:
+		p.Signing = &secret
+	case !errors.Is(err, account.ErrNotFound):
+		return p, err
+	}
 	days, err := s.store.KeyUsageDays(ctx, u.ID, k.ID, now.AddDate(0, 0, -29))
 	if err != nil {
 		return p, err

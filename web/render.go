@@ -64,6 +64,11 @@ func (s *Server) page(c echo.Context, title string) (templates.Page, error) {
 	}
 	if u := currentUser(c); u != nil {
 		p.Viewer = &templates.Viewer{Email: u.Email, Name: u.Name, Credits: u.Credits}
+		leaks, err := s.leakReports(c)
+		if err != nil {
+			return p, err
+		}
+		p.Leaks = leaks
 	}
 	return p, nil
 }
@@ -107,7 +112,11 @@ func (s *Server) redirectWithFlash(c echo.Context, to string, kind templates.Fla
 // band) for htmx, the whole Account page otherwise.
 func (s *Server) renderTab(c echo.Context, status int, tab templates.Tab, panel templ.Component) error {
 	if wantsPartial(c) {
-		return s.render(c, status, templates.TabPartial(tab, panel))
+		leaks, err := s.leakReports(c)
+		if err != nil {
+			return err
+		}
+		return s.render(c, status, templates.TabPartial(tab, panel, templates.LeakBanner{CSRF: s.csrf(c), Leaks: leaks}))
 	}
 	p, err := s.page(c, tab.Title())
 	if err != nil {

@@ -29,6 +29,8 @@ type pendingReveal struct {
 	KeyID      int64  `json:"k"`
 	Key        string `json:"s"`
 	ReplacedID int64  `json:"r,omitempty"`
+	// Rotated marks a signing secret that replaced another.
+	Rotated bool `json:"o,omitempty"`
 }
 
 // revealSealer seals a pending reveal (AES-256-GCM, with a key derived from
@@ -37,8 +39,15 @@ type pendingReveal struct {
 type revealSealer struct{ aead cipher.AEAD }
 
 func newRevealSealer(secret []byte) *revealSealer {
+	return &revealSealer{aead: newAEAD(secret, "peekshot key reveal")}
+}
+
+// newAEAD is AES-256-GCM under a key derived from the session secret for
+// one purpose (HMAC-SHA256 of the purpose under the secret), so that what
+// is sealed for one use never opens for another.
+func newAEAD(secret []byte, purpose string) cipher.AEAD {
 	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte("peekshot key reveal"))
+	mac.Write([]byte(purpose))
 	block, err := aes.NewCipher(mac.Sum(nil))
 	if err != nil {
 		panic(err) // a 32-byte key always makes a cipher
@@ -47,7 +56,31 @@ func newRevealSealer(secret []byte) *revealSealer {
 	if err != nil {
 		panic(err)
 	}
-	return &revealSealer{aead: aead}
+	return aead
+}
+
+// sealWith seals plain under aead with a random nonce, bound to ad.
+func sealWith(aead cipher.AEAD, plain, ad []byte) ([]byte, error) {
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	return aead.Seal(nonce, nonce, plain, ad), nil
+}
+
+var errBadSeal = errors.New("sealed data does not open")
+
+// openWith opens what sealWith sealed with the same ad.
+func openWith(aead cipher.AEAD, sealed, ad []byte) ([]byte, error) {
+	n := aead.NonceSize()
+	if len(sealed) < n {
+		return nil, errBadSeal
+	}
+	plain, err := aead.Open(nil, sealed[:n], sealed[n:], ad)
+	if err != nil {
+		return nil, errBadSeal
+	}
+	return plain, nil
 }
 
 func userAD(userID int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(userID)) }
@@ -57,24 +90,14 @@ func (r *revealSealer) seal(p pendingReveal, userID int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	nonce := make([]byte, r.aead.NonceSize(), r.aead.NonceSize()+len(plain)+r.aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, fmt.Errorf("seal reveal: %w", err)
-	}
-	return r.aead.Seal(nonce, nonce, plain, userAD(userID)), nil
+	return sealWith(r.aead, plain, userAD(userID))
 }
-
-var errBadSeal = errors.New("sealed reveal does not open")
 
 func (r *revealSealer) open(sealed []byte, userID int64) (pendingReveal, error) {
 	var p pendingReveal
-	n := r.aead.NonceSize()
-	if len(sealed) < n {
-		return p, errBadSeal
-	}
-	plain, err := r.aead.Open(nil, sealed[:n], sealed[n:], userAD(userID))
+	plain, err := openWith(r.aead, sealed, userAD(userID))
 	if err != nil {
-		return p, errBadSeal
+		return p, err
 	}
 	if err := json.Unmarshal(plain, &p); err != nil {
 		return p, errBadSeal
@@ -85,6 +108,12 @@ func (r *revealSealer) open(sealed []byte, userID int64) (pendingReveal, error) 
 // holdReveal keeps a new key, sealed, for the page the redirect leads to,
 // under a random token that only this session knows.
 func (s *Server) holdReveal(c echo.Context, p pendingReveal) error {
+	return s.holdRevealAs(c, keyReveal, p)
+}
+
+// holdRevealAs is holdReveal under the session's field sessKey: a new key
+// for the API Keys tab, a new signing secret for its key's page.
+func (s *Server) holdRevealAs(c echo.Context, sessKey string, p pendingReveal) error {
 	u := currentUser(c)
 	sealed, err := s.reveals.seal(p, u.ID)
 	if err != nil {
@@ -97,18 +126,23 @@ func (s *Server) holdReveal(c echo.Context, p pendingReveal) error {
 	if err := s.store.PutReveal(c.Request().Context(), token, u.ID, sealed, s.cfg.Now().Add(revealTTL)); err != nil {
 		return err
 	}
-	session(c).Values[keyReveal] = base64.RawURLEncoding.EncodeToString(token)
+	session(c).Values[sessKey] = base64.RawURLEncoding.EncodeToString(token)
 	return nil
 }
 
 // takeReveal returns the key held for this session, once, or nil.
 func (s *Server) takeReveal(c echo.Context) (*pendingReveal, error) {
+	return s.takeRevealAs(c, keyReveal)
+}
+
+// takeRevealAs is takeReveal of what holdRevealAs kept under sessKey.
+func (s *Server) takeRevealAs(c echo.Context, sessKey string) (*pendingReveal, error) {
 	sess := session(c)
-	raw, ok := sess.Values[keyReveal].(string)
+	raw, ok := sess.Values[sessKey].(string)
 	if !ok {
 		return nil, nil
 	}
-	delete(sess.Values, keyReveal)
+	delete(sess.Values, sessKey)
 	if err := sess.Save(c.Request(), c.Response()); err != nil {
 		return nil, err
 	}

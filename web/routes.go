@@ -23,6 +23,10 @@ func (s *Server) routes() {
 	e.GET("/api/v1/me", s.handleMe, s.requireAPIKey)
 	e.POST("/api/v1/screenshots", s.handleScreenshot, s.requireAPIKey, s.requireScope(account.ScopeScreenshots))
 	e.POST("/api/v1/html-to-image", s.handleHTMLToImage, s.requireAPIKey, s.requireScope(account.ScopeHTMLToImage))
+	// A signed link instead of x-api-key, for <img src>; a scanner's alert,
+	// signed by the scanner.
+	e.GET("/api/v1/screenshots", s.handleSignedScreenshot, s.requireSignedLink, s.requireScope(account.ScopeScreenshots))
+	e.POST("/api/v1/secret-scanning/github", s.handleGitHubSecretScanning)
 
 	// Pages: a session, and a CSRF check on every state-changing request.
 	// Account pages first need someone signed in: a request without (a
@@ -51,6 +55,8 @@ func (s *Server) routes() {
 	e.POST("/account/api-keys/:id/deactivate", s.handleSetAPIKeyActive(false), account...)
 	e.POST("/account/api-keys/:id/activate", s.handleSetAPIKeyActive(true), account...)
 	e.POST("/account/api-keys/:id/rotate", s.handleRotateAPIKey, account...)
+	e.POST("/account/api-keys/:id/signing-secret", s.handleSetSigningSecret, account...)
+	e.POST("/account/api-keys/:id/dismiss-leak", s.handleDismissLeak, account...)
 	e.GET("/account/api-keys/:id/delete", s.handleConfirmDeleteAPIKey, account...)
 	e.POST("/account/api-keys/:id/delete", s.handleDeleteAPIKey, account...)
 	e.DELETE("/account/api-keys/:id", s.handleDeleteAPIKey, account...)

@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/peekshot/peekshot/secretscan"
 	"github.com/peekshot/peekshot/store"
 )
 
@@ -47,6 +48,13 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// Metrics receives what monitoring counts (nil: nothing).
 	Metrics Metrics
+	// SignedImageCache is how many bytes of images rendered for signed
+	// links each instance keeps, to answer a link again for free (default
+	// 64 MiB).
+	SignedImageCache int64
+	// SecretScanningKeys are the public keys that sign secret-scanning
+	// alerts (PEEKSHOT_SECRET_SCANNING_KEYS); nil turns the endpoint off.
+	SecretScanningKeys *secretscan.Keys
 	// Now replaces the clock, for tests.
 	Now func() time.Time
 }
@@ -85,6 +93,9 @@ func (c *Config) setDefaults() error {
 	if c.SweepInterval == 0 {
 		c.SweepInterval = 10 * time.Minute
 	}
+	if c.SignedImageCache == 0 {
+		c.SignedImageCache = 64 << 20
+	}
 	if c.LifecycleInterval == 0 {
 		c.LifecycleInterval = 30 * time.Second
 	}
@@ -100,7 +111,9 @@ func (c *Config) setDefaults() error {
 // Server is PeekShot's HTTP handler. It keeps nothing that must hold
 // across instances: sessions, credits, rate limits and pending key reveals
 // live in the store, and only the usage counted since the last flush (added
-// to the store, never overwriting) and the store's own cache are in memory.
+// to the store, never overwriting), the store's own cache and the images
+// of signed links (answered again for free, rendered again elsewhere) are
+// in memory.
 type Server struct {
 	cfg      Config
 	store    store.Store
@@ -109,6 +122,8 @@ type Server struct {
 	echo     *echo.Echo
 	sessions *SessionStore
 	reveals  *revealSealer
+	signing  *signingSealer
+	images   *imageCache
 	usage    *usageRecorder
 	origins  *http.CrossOriginProtection
 	dummy    []byte // a password hash to compare against when no account matches
@@ -140,6 +155,8 @@ func NewServer(cfg Config, st store.Store, renderer Renderer, logger *slog.Logge
 		log:      logger,
 		sessions: newSessionStore(st, cfg),
 		reveals:  newRevealSealer(cfg.SessionSecret),
+		signing:  newSigningSealer(cfg.SessionSecret),
+		images:   newImageCache(cfg.SignedImageCache),
 		usage:    newUsageRecorder(),
 		origins:  http.NewCrossOriginProtection(),
 		dummy:    dummy,

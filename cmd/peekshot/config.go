@@ -32,17 +32,22 @@ type config struct {
 	// MetricsAddr (PEEKSHOT_METRICS_ADDR) is where a listener of its own
 	// serves Prometheus metrics at /metrics; unset, there is none.
 	MetricsAddr string
+	// SecretScanningKeys (PEEKSHOT_SECRET_SCANNING_KEYS) is the JSON file
+	// of public keys that sign secret-scanning alerts; empty turns
+	// POST /api/v1/secret-scanning/github off.
+	SecretScanningKeys string
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
-		Addr:          or(getenv("PEEKSHOT_ADDR"), "127.0.0.1:8080"),
-		DB:            or(getenv("PEEKSHOT_DB"), filepath.Join("data", "peekshot.db")),
-		DatabaseURL:   getenv("PEEKSHOT_DATABASE_URL"),
-		SessionSecret: getenv("PEEKSHOT_SESSION_SECRET"),
-		Chrome:        or(getenv("PEEKSHOT_CHROME"), capture.DefaultChromePath()),
-		LogFormat:     or(getenv("PEEKSHOT_LOG_FORMAT"), "text"),
-		MetricsAddr:   getenv("PEEKSHOT_METRICS_ADDR"),
+		Addr:               or(getenv("PEEKSHOT_ADDR"), "127.0.0.1:8080"),
+		DB:                 or(getenv("PEEKSHOT_DB"), filepath.Join("data", "peekshot.db")),
+		DatabaseURL:        getenv("PEEKSHOT_DATABASE_URL"),
+		SessionSecret:      getenv("PEEKSHOT_SESSION_SECRET"),
+		Chrome:             or(getenv("PEEKSHOT_CHROME"), capture.DefaultChromePath()),
+		LogFormat:          or(getenv("PEEKSHOT_LOG_FORMAT"), "text"),
+		MetricsAddr:        getenv("PEEKSHOT_METRICS_ADDR"),
+		SecretScanningKeys: getenv("PEEKSHOT_SECRET_SCANNING_KEYS"),
 	}
 	var err error
 	if c.AllowPrivateTargets, err = envBool(getenv, "PEEKSHOT_ALLOW_PRIVATE_TARGETS"); err != nil {

@@ -61,6 +61,7 @@ var envVars = []envVar{
 	{"PEEKSHOT_LOG_FORMAT", "text or json", func(c config) string { return c.LogFormat }},
 	{"PEEKSHOT_METRICS_ADDR", "address of a listener of its own for Prometheus metrics at /metrics, e.g. 127.0.0.1:9090", func(config) string { return "unset: off" }},
 	{"PEEKSHOT_TRUSTED_PROXIES", "proxies (addresses or CIDR ranges, by commas) whose X-Forwarded-For names the client, for keys' allowed IPs", func(config) string { return "none" }},
+	{"PEEKSHOT_SECRET_SCANNING_KEYS", "JSON file of the public keys that sign secret-scanning alerts (GitHub's format), for POST /api/v1/secret-scanning/github", func(config) string { return "unset: alerts refused" }},
 }
 
 // writeUsage prints a command's usage and, for the server and the top

@@ -14,6 +14,7 @@ import (
 
 	"github.com/peekshot/peekshot/capture"
 	"github.com/peekshot/peekshot/metrics"
+	"github.com/peekshot/peekshot/secretscan"
 	"github.com/peekshot/peekshot/store"
 	"github.com/peekshot/peekshot/web"
 )
@@ -75,6 +76,15 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 
 func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	log := newLogger(cfg.LogFormat, stdout)
+	// Read before anything is created or started: a bad file stops here.
+	var scanningKeys *secretscan.Keys
+	if cfg.SecretScanningKeys != "" {
+		var err error
+		if scanningKeys, err = secretscan.LoadKeys(cfg.SecretScanningKeys); err != nil {
+			return fmt.Errorf("PEEKSHOT_SECRET_SCANNING_KEYS: %w", err)
+		}
+		log.Info("secret-scanning alerts accepted", "keys", scanningKeys.Len(), "file", cfg.SecretScanningKeys)
+	}
 	secret, err := cfg.sessionSecret()
 	if err != nil {
 		return err
@@ -104,7 +114,8 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		log.Warn("PEEKSHOT_ALLOW_PRIVATE_TARGETS is on: the API will render loopback and private addresses")
 	}
 
-	webCfg := web.Config{SessionSecret: secret, RateLimit: cfg.RateLimit, TrustedProxies: cfg.TrustedProxies}
+	webCfg := web.Config{SessionSecret: secret, RateLimit: cfg.RateLimit, TrustedProxies: cfg.TrustedProxies,
+		SecretScanningKeys: scanningKeys}
 	var metricsSrv *http.Server
 	if cfg.MetricsAddr != "" {
 		m := metrics.New(metrics.Sources{Renderer: renderer, KeyCache: st})

@@ -183,16 +183,10 @@ func ownKey(t *tx, userID, keyID int64) (account.APIKey, error) {
 // (no usage, creation time or rotation link), from an index that holds
 // them all, so the table itself is not read.
 func (db *DB) APIKeyByHash(ctx context.Context, hash apikey.Hash) (account.APIKey, error) {
-	var k account.APIKey
-	var expires, retires sql.NullInt64
-	var pr policyRow
-	err := db.row(ctx, `SELECT id, user_id, label, prefix, last4, active, expires_at, retires_at, `+policyColumns+` FROM `+db.d.APIKeyByHashFrom()+` WHERE key_hash = ?`, hash[:]).
-		Scan(append([]any{&k.ID, &k.UserID, &k.Label, &k.Prefix, &k.Last4, &k.Active, &expires, &retires}, pr.dest()...)...)
+	k, err := scanAuthKey(db.row(ctx, `SELECT `+authKeyColumns+` FROM `+db.d.APIKeyByHashFrom()+` WHERE key_hash = ?`, hash[:]))
 	if err != nil {
-		return account.APIKey{}, db.fail("API key by hash", noRows(err))
+		return account.APIKey{}, db.fail("API key by hash", err)
 	}
-	k.ExpiresAt, k.RetiresAt = unix(expires), unix(retires)
-	k.Policy = pr.policy()
 	return k, nil
 }
 

@@ -46,6 +46,8 @@ func Run(t *testing.T, open Opener) {
 		{"RedeemCouponRace", testRedeemCouponRace},
 		{"LedgerInvariant", testLedgerInvariant},
 		{"Reveals", testReveals},
+		{"SigningSecrets", testSigningSecrets},
+		{"LeakReports", testLeakReports},
 		{"Sweep", testSweep},
 		{"Watch", testWatch},
 		{"Cached", testCached},

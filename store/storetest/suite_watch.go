@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -223,7 +224,7 @@ func writes(h *Harness) []struct {
 	name string
 	do   func(t *testing.T, s store.Store) store.Change
 } {
-	return []struct {
+	return append([]struct {
 		name string
 		do   func(t *testing.T, s store.Store) store.Change
 	}{
@@ -284,7 +285,7 @@ func writes(h *Harness) []struct {
 			}
 			return store.Change{UserID: u.ID, AllKeys: true}
 		}},
-	}
+	}, signingWrites(h)...)
 }
 
 func testWatch(t *testing.T, h *Harness) {
@@ -478,6 +479,51 @@ func testCached(t *testing.T, h *Harness) {
 					return err == nil && credits == 4
 				})
 			})
+			t.Run("RotateSigningSecret", func(t *testing.T) {
+				u := NewUser(t, s)
+				k, _ := NewKey(t, s, u.ID, "")
+				first, _ := newSigningSecret(t, 7)
+				if _, err := s.SetSigningSecret(ctx, u.ID, k.ID, first); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := c.SignedLinkKey(ctx, k.ID); err != nil || !bytes.Equal(got.Sealed, first.Sealed) {
+					t.Fatalf("%+v %v", got, err)
+				}
+				next, _ := newSigningSecret(t, 8)
+				if _, err := via.store().SetSigningSecret(ctx, u.ID, k.ID, next); err != nil {
+					t.Fatal(err)
+				}
+				seen(t, "signing secret rotated", func() bool {
+					got, err := c.SignedLinkKey(ctx, k.ID)
+					return err == nil && bytes.Equal(got.Sealed, next.Sealed)
+				})
+				if _, err := via.store().SetAPIKeyActive(ctx, u.ID, k.ID, false); err != nil {
+					t.Fatal(err)
+				}
+				seen(t, "signed link key deactivated", func() bool {
+					got, err := c.SignedLinkKey(ctx, k.ID)
+					return err == nil && !got.Key.Active
+				})
+				if err := via.store().DeleteUser(ctx, u.ID); err != nil {
+					t.Fatal(err)
+				}
+				seen(t, "signed link key's account deleted", func() bool {
+					_, err := c.SignedLinkKey(ctx, k.ID)
+					return errors.Is(err, account.ErrNotFound)
+				})
+			})
+			t.Run("ReportLeakedKey", func(t *testing.T) {
+				u := NewUser(t, s)
+				_, plain := NewKey(t, s, u.ID, "")
+				keyByPlain(t, c, plain)
+				if _, err := via.store().ReportLeakedKey(ctx, apikey.HashOf(plain), account.Leak{URL: "https://example.com/leak"}); err != nil {
+					t.Fatal(err)
+				}
+				seen(t, "reported leaked", func() bool {
+					got, err := c.APIKeyByHash(ctx, apikey.HashOf(plain))
+					return err == nil && !got.Active
+				})
+			})
 			t.Run("RedeemCoupon", func(t *testing.T) {
 				u := NewUser(t, s)
 				code := newCoupon(t, s, account.NewCoupon{Code: "CACHED-" + via.name, Credits: 7}).Code
@@ -494,6 +540,28 @@ func testCached(t *testing.T, h *Harness) {
 			})
 		})
 	}
+	t.Run("SignedLinkKeyFromMemory", func(t *testing.T) {
+		u := NewUser(t, s)
+		k, _ := NewKey(t, s, u.ID, "")
+		// Stored behind the store's back, so that no announcement of it
+		// (PostgreSQL sends this process its own too, a moment later)
+		// comes between the two reads.
+		if err := h.Exec(`INSERT INTO key_signing_secrets (api_key_id, prefix, last4, sealed, created_at) VALUES (?, ?, ?, ?, ?)`,
+			k.ID, "pss_abcd", "wxyz", bytes.Repeat([]byte{'s'}, 70), h.Clock.Now().Unix()); err != nil {
+			t.Fatal(err)
+		}
+		FromMemory(t, f, func() any {
+			got, err := c.SignedLinkKey(ctx, k.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(got.Sealed)
+		}, func(i int) {
+			if err := h.Exec(`UPDATE key_signing_secrets SET sealed = ? WHERE api_key_id = ?`, bytes.Repeat([]byte{byte(100 + i)}, 70), k.ID); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
 	t.Run("NoUsage", func(t *testing.T) {
 		u := NewUser(t, s)
 		k, plain := NewKey(t, s, u.ID, "")
