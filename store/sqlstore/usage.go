@@ -1,7 +1,10 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/peekshot/peekshot/account"
@@ -14,6 +17,12 @@ func (db *DB) RecordAPIKeyUsage(ctx context.Context, usage []account.KeyUsage) e
 	if len(usage) == 0 {
 		return nil
 	}
+	// Rows are locked in one order, by key and day, whichever order the
+	// batch came in: two servers flushing the same keys at once then wait
+	// for each other instead of deadlocking (PostgreSQL would abort one).
+	usage = slices.SortedFunc(slices.Values(usage), func(a, b account.KeyUsage) int {
+		return cmp.Or(cmp.Compare(a.KeyID, b.KeyID), a.Day.Compare(b.Day))
+	})
 	return db.inTx(ctx, "record API key usage", func(t *tx) error {
 		for _, u := range usage {
 			if err := recordAccepted(t, u); err != nil {
@@ -31,7 +40,8 @@ func (db *DB) RecordAPIKeyUsage(ctx context.Context, usage []account.KeyUsage) e
 				day, u.Requests, u.Renders, errs, u.KeyID); err != nil {
 				return err
 			}
-			for code, n := range u.Errors {
+			for _, code := range slices.Sorted(maps.Keys(u.Errors)) {
+				n := u.Errors[code]
 				if _, err := t.exec(`INSERT INTO key_usage_errors (api_key_id, day, code, count)
 					SELECT id, ?, ?, ? FROM api_keys WHERE id = ?
 					ON CONFLICT (api_key_id, day, code) DO UPDATE SET count = key_usage_errors.count + excluded.count`,
