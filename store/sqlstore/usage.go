@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/peekshot/peekshot/account"
+	"github.com/peekshot/peekshot/store"
 )
 
 // RecordAPIKeyUsage adds usage counted by one server to what is stored,
@@ -191,22 +192,22 @@ func (db *DB) KeyIPsPerDay(ctx context.Context, userID int64, since time.Time, m
 func (db *DB) UpdateKeyLifecycles(ctx context.Context) (ended int, err error) {
 	err = db.inTx(ctx, "update key lifecycles", func(t *tx) error {
 		now := t.now.Unix()
-		rows, err := t.rows(`SELECT k.id, k.rotated_at, coalesce(k.last_used_at, 0), coalesce(r.first_used_at, 0)
+		rows, err := t.rows(`SELECT k.id, k.user_id, k.rotated_at, coalesce(k.last_used_at, 0), coalesce(r.first_used_at, 0)
 			FROM api_keys k JOIN api_keys r ON r.id = k.replaced_by
 			WHERE k.auto_retire AND k.retires_at > ? AND r.first_used_at IS NOT NULL`, now)
 		if err != nil {
 			return err
 		}
-		type move struct{ id, at int64 }
+		type move struct{ id, user, at int64 }
 		var moves []move
 		for rows.Next() {
-			var id, rotated, last, first int64
-			if err := rows.Scan(&id, &rotated, &last, &first); err != nil {
+			var id, user, rotated, last, first int64
+			if err := rows.Scan(&id, &user, &rotated, &last, &first); err != nil {
 				rows.Close()
 				return err
 			}
 			limit := time.Unix(rotated, 0).Add(account.AutoGraceMax)
-			moves = append(moves, move{id, account.AutoRetirement(limit, unixOr(last), unixOr(first)).Unix()})
+			moves = append(moves, move{id, user, account.AutoRetirement(limit, unixOr(last), unixOr(first)).Unix()})
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -214,10 +215,20 @@ func (db *DB) UpdateKeyLifecycles(ctx context.Context) (ended int, err error) {
 		}
 		for _, m := range moves {
 			// A retirement moves later while the old key is in use, never
-			// past the rotation's limit.
-			if _, err := t.exec(`UPDATE api_keys SET retires_at = ? WHERE id = ? AND retires_at > ?`,
-				m.at, m.id, now); err != nil {
+			// past the rotation's limit. Only a retirement that moves is
+			// written, and announced: caches of the key (on every
+			// instance) must not keep the old time.
+			res, err := t.exec(`UPDATE api_keys SET retires_at = ? WHERE id = ? AND retires_at > ? AND retires_at <> ?`,
+				m.at, m.id, now, m.at)
+			if err != nil {
 				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n > 0 {
+				if err := t.notify(store.Change{KeyID: m.id, UserID: m.user}); err != nil {
+					return err
+				}
 			}
 		}
 		ended, err = logKeyEnds(t, now)
@@ -237,7 +248,8 @@ func unixOr(s int64) time.Time {
 // their end since the last time, and notes that they have been written.
 func logKeyEnds(t *tx, now int64) (int, error) {
 	rows, err := t.rows(`SELECT `+apiKeyColumns+` FROM api_keys
-		WHERE NOT end_logged AND ((expires_at IS NOT NULL AND expires_at <= ?) OR (retires_at IS NOT NULL AND retires_at <= ?))`, now, now)
+		WHERE NOT end_logged AND ((expires_at IS NOT NULL AND expires_at <= ?) OR (retires_at IS NOT NULL AND retires_at <= ?))
+		ORDER BY id`, now, now)
 	if err != nil {
 		return 0, err
 	}
