@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/peekshot/peekshot/account"
+	"github.com/peekshot/peekshot/apikey"
 	"github.com/peekshot/peekshot/store"
 )
 
@@ -352,6 +353,39 @@ func testKeyLifecycles(t *testing.T, h *Harness) {
 		if e.Actor.Kind != account.ActorSystem || e.KeyMasked != old.Masked() {
 			t.Fatalf("key.retired entry %+v", e)
 		}
+	})
+	t.Run("CachesSeeTheMove", func(t *testing.T) {
+		c, f := Cache(t, h, h.Again())
+		k, plain := NewKey(t, s, u.ID, "cached")
+		old, repl, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), account.AutoGrace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Once the rotation has reached the other process, its cache
+		// holds the rotated key.
+		f.WaitFor(t, 5*time.Second, "the rotation", func(_ []bool, changes []store.Change) bool {
+			return slices.ContainsFunc(changes, func(c store.Change) bool { return c.KeyID == old.ID })
+		})
+		FromMemory(t, f, func() any {
+			got, err := c.APIKeyByHash(ctx, apikey.HashOf(plain))
+			if err != nil || !got.RetiresAt.Equal(old.RetiresAt) {
+				t.Fatalf("cached %+v %v", got, err)
+			}
+			return got.Label
+		}, func(int) {
+			if err := h.Exec(`UPDATE api_keys SET label = ? WHERE id = ?`, "behind its back", old.ID); err != nil {
+				t.Fatal(err)
+			}
+		})
+		use(t, repl)
+		run(t)
+		want := clk.Now().Add(account.AutoGraceQuiet)
+		// Another process's cache forgets its copy, as for any change of
+		// the key, well before its entries would go stale.
+		within(t, 2*time.Second, "the moved retirement reaching another process's cache", func() bool {
+			got, err := c.APIKeyByHash(ctx, apikey.HashOf(plain))
+			return err == nil && got.RetiresAt.Equal(want)
+		})
 	})
 	t.Run("SevenDaysAtTheLatest", func(t *testing.T) {
 		k, _ := NewKey(t, s, u.ID, "busy")
