@@ -165,17 +165,7 @@ func newKeysTab(tb testing.TB, n int, opts sqlite.Options) *keysTab {
 // load answers GET /account/api-keys, as a direct load or as htmx's tab
 // switch, and returns the response.
 func (k *keysTab) load(tb testing.TB, htmx bool) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodGet, "/account/api-keys", nil)
-	req.Header.Set("Cookie", k.cookie)
-	if htmx {
-		req.Header.Set("HX-Request", "true")
-	}
-	rec := httptest.NewRecorder()
-	k.srv.ServeHTTP(rec, req)
-	if rec.Code != http.StatusOK {
-		tb.Fatalf("GET /account/api-keys: %d\n%.500s", rec.Code, rec.Body.String())
-	}
-	return rec
+	return k.get(tb, "/account/api-keys", htmx)
 }
 
 // BenchmarkAPIKeysTab renders the API Keys tab of a user with 50 keys (the

@@ -155,6 +155,8 @@ func keyPageWith30Days(tb testing.TB, opts sqlite.Options) (*keysTab, int64) {
 	return tab, id
 }
 
+// get answers a page of the signed-in user, as a direct load or as htmx's
+// request for its panel.
 func (k *keysTab) get(tb testing.TB, path string, htmx bool) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(http.MethodGet, path, nil)
 	req.Header.Set("Cookie", k.cookie)

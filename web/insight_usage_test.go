@@ -197,25 +197,6 @@ func TestUsagePerDayIsExact(t *testing.T) {
 		accepted++
 	})
 	phase(func(int) { call("/api/v1/me", "", "203.0.113.2", "me-agent/1", 200, ""); accepted++ })
-	phase(func(int) {
-		call("/api/v1/screenshots", `{"url": "ftp://example.com"}`, "203.0.113.3", "bad-agent/1", 400, "invalid_request")
-		accepted++
-	})
-	refused("invalid_request")
-
-	saveSettings(t, b, id, url.Values{"scopes": {"html_to_image"}})
-	phase(func(int) {
-		call("/api/v1/screenshots", shot, "203.0.113.4", "scope-agent/1", 403, "scope_not_allowed")
-		accepted++
-	})
-	refused("scope_not_allowed")
-
-	saveSettings(t, b, id, url.Values{"allowed_ips": {"203.0.113.0/24"}})
-	phase(func(int) {
-		call("/api/v1/html-to-image", html, "198.51.100.7", "elsewhere-agent/1", 403, "ip_not_allowed")
-	})
-	refused("ip_not_allowed")
-
 	saveSettings(t, b, id, url.Values{"rate_limit": {"1"}})
 	e.clock.Add(2 * time.Minute)
 	call("/api/v1/html-to-image", html, "203.0.113.5", "rate-agent/1", 200, "")
@@ -227,32 +208,43 @@ func TestUsagePerDayIsExact(t *testing.T) {
 	refused("rate_limited")
 	const renders = n + 1 // the first phase's, and the one the rate limit let through
 
-	saveSettings(t, b, id, url.Values{"monthly_budget": {strconv.Itoa(renders)}})
-	phase(func(int) {
-		call("/api/v1/html-to-image", html, "203.0.113.6", "budget-agent/1", 402, "key_budget_exhausted")
-		accepted++
-	})
-	refused("key_budget_exhausted")
-
-	saveSettings(t, b, id, url.Values{"allowed_targets": {"example.com"}})
-	phase(func(int) {
-		call("/api/v1/screenshots", shot, "203.0.113.7", "target-agent/1", 403, "target_not_allowed")
-		accepted++
-	})
-	refused("target_not_allowed")
-
-	saveSettings(t, b, id, nil)
-	storetest.SetBalance(t, e.db, uid, 0)
-	phase(func(i int) {
-		call("/api/v1/html-to-image", html, "203.0.113.8", "broke-agent/"+strconv.Itoa(i), 402, "insufficient_credits")
-		accepted++
-	})
-	refused("insufficient_credits")
-	lastIP, lastAgent := "203.0.113.8", "broke-agent/"+strconv.Itoa(n-1)
-
-	expectStatus(t, b.post(keyPath(id)+"/deactivate", url.Values{}), http.StatusSeeOther)
-	phase(func(int) { call("/api/v1/me", "", "192.0.2.9", "inactive-agent/1", 403, "api_key_inactive") })
-	refused("api_key_inactive")
+	// Each refusal in turn: what the key's settings (or the account) are
+	// made to be, then n requests it refuses. Refusals by the key's own
+	// state or address are not its use.
+	for _, r := range []struct {
+		set              url.Values
+		prepare          func()
+		path, body, ip   string
+		status           int
+		code             string
+		notTheKeysOwnUse bool
+	}{
+		{set: url.Values{}, path: "/api/v1/screenshots", body: `{"url": "ftp://example.com"}`, ip: "203.0.113.3", status: 400, code: "invalid_request"},
+		{set: url.Values{"scopes": {"html_to_image"}}, path: "/api/v1/screenshots", body: shot, ip: "203.0.113.4", status: 403, code: "scope_not_allowed"},
+		{set: url.Values{"allowed_ips": {"203.0.113.0/24"}}, path: "/api/v1/html-to-image", body: html, ip: "198.51.100.7", status: 403, code: "ip_not_allowed", notTheKeysOwnUse: true},
+		{set: url.Values{"monthly_budget": {strconv.Itoa(renders)}}, path: "/api/v1/html-to-image", body: html, ip: "203.0.113.6", status: 402, code: "key_budget_exhausted"},
+		{set: url.Values{"allowed_targets": {"example.com"}}, path: "/api/v1/screenshots", body: shot, ip: "203.0.113.7", status: 403, code: "target_not_allowed"},
+		{set: url.Values{}, prepare: func() { storetest.SetBalance(t, e.db, uid, 0) }, path: "/api/v1/html-to-image", body: html, ip: "203.0.113.8", status: 402, code: "insufficient_credits"},
+		{prepare: func() { expectStatus(t, b.post(keyPath(id)+"/deactivate", url.Values{}), http.StatusSeeOther) },
+			path: "/api/v1/me", ip: "192.0.2.9", status: 403, code: "api_key_inactive", notTheKeysOwnUse: true},
+	} {
+		if r.set != nil {
+			saveSettings(t, b, id, r.set)
+		}
+		if r.prepare != nil {
+			r.prepare()
+		}
+		phase(func(i int) {
+			call(r.path, r.body, r.ip, r.code+"/"+strconv.Itoa(i), r.status, r.code)
+			if !r.notTheKeysOwnUse {
+				accepted++
+			}
+		})
+		refused(r.code)
+	}
+	// The last request the key let through: the last one refused for want
+	// of credits.
+	lastIP, lastAgent := "203.0.113.8", "insufficient_credits/"+strconv.Itoa(n-1)
 
 	var errs int64
 	for _, v := range want {
