@@ -194,7 +194,8 @@ func (db *DB) UpdateKeyLifecycles(ctx context.Context) (ended int, err error) {
 		now := t.now.Unix()
 		rows, err := t.rows(`SELECT k.id, k.user_id, k.rotated_at, coalesce(k.last_used_at, 0), coalesce(r.first_used_at, 0)
 			FROM api_keys k JOIN api_keys r ON r.id = k.replaced_by
-			WHERE k.auto_retire AND k.retires_at > ? AND r.first_used_at IS NOT NULL`, now)
+			WHERE k.auto_retire AND k.retires_at > ? AND r.first_used_at IS NOT NULL
+			ORDER BY k.id`, now)
 		if err != nil {
 			return err
 		}
@@ -257,7 +258,22 @@ func logKeyEnds(t *tx, now int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	logged := 0
 	for _, k := range keys {
+		// Claim the end first: another instance's job that read the same
+		// key waits for this one and then finds it claimed (PostgreSQL
+		// reads the row again for the update), so it is logged once.
+		res, err := t.exec(`UPDATE api_keys SET end_logged = ? WHERE id = ? AND NOT end_logged`, true, k.ID)
+		if err != nil {
+			return 0, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			continue
+		}
 		ev, detail := account.EventKeyRetired, "its grace period after the rotation ended"
 		if !k.ExpiresAt.IsZero() && (k.RetiresAt.IsZero() || !k.ExpiresAt.After(k.RetiresAt)) {
 			ev, detail = account.EventKeyExpired, "it reached the expiration its owner chose"
@@ -265,9 +281,7 @@ func logKeyEnds(t *tx, now int64) (int, error) {
 		if err := t.logAs(account.Actor{Kind: account.ActorSystem}, k.UserID, ev, &k, detail); err != nil {
 			return 0, err
 		}
-		if _, err := t.exec(`UPDATE api_keys SET end_logged = ? WHERE id = ?`, true, k.ID); err != nil {
-			return 0, err
-		}
+		logged++
 	}
-	return len(keys), nil
+	return logged, nil
 }
