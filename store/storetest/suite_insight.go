@@ -434,4 +434,25 @@ func testKeyLifecycles(t *testing.T, h *Harness) {
 			t.Fatal("a key rotated with a fixed grace period did not log key.retired")
 		}
 	})
+	t.Run("EndsLoggedOnceAcrossProcesses", func(t *testing.T) {
+		// Every instance runs the job; run at once, they log each end once.
+		var ids []int64
+		for i := range 6 {
+			k, _ := NewKey(t, s, u.ID, fmt.Sprintf("ends %d", i))
+			if _, _, err := s.RotateAPIKey(ctx, u.ID, k.ID, MustKey(t), account.Grace{For: time.Minute}); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, k.ID)
+		}
+		clk.Add(time.Minute)
+		ss := stores(h, 3)
+		for range raceRounds {
+			race(t, 6, func(i int) error { _, err := ss[i%3].UpdateKeyLifecycles(ctx); return err }, nil)
+		}
+		for _, id := range ids {
+			if n := retired(t, id); n != 1 {
+				t.Fatalf("key %d: key.retired logged %d times by racing jobs", id, n)
+			}
+		}
+	})
 }
