@@ -185,9 +185,11 @@ func BenchmarkAPIKeysTab(b *testing.B) {
 				b.Fatalf("%d rows, want %d", rows, account.MaxAPIKeys)
 			}
 			b.ReportAllocs()
+			cpu := cpuTime(b)
 			for b.Loop() {
 				tab.load(b, htmx)
 			}
+			reportCPU(b, cpu)
 		})
 	}
 }
