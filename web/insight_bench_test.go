@@ -71,24 +71,11 @@ func healthFindings(body string) (findings, keys int) {
 func BenchmarkAPIKeysTabWithHealth(b *testing.B) {
 	tab := newKeysTab(b, account.MaxAPIKeys, sqlite.Options{})
 	giveFindings(b, tab)
-	for _, htmx := range []bool{false, true} {
-		name := "page"
-		if htmx {
-			name = "htmx"
+	benchPage(b, tab, "/account/api-keys", func(body string) {
+		if f, k := healthFindings(body); f != 4 || strings.Count(body, `<tr id="key-`) != account.MaxAPIKeys || k == 0 {
+			b.Fatalf("%d findings naming %d keys; want 4, with 50 rows", f, k)
 		}
-		b.Run(name, func(b *testing.B) {
-			body := tab.load(b, htmx).Body.String()
-			if f, k := healthFindings(body); f != 4 || strings.Count(body, `<tr id="key-`) != account.MaxAPIKeys || k == 0 {
-				b.Fatalf("%d findings naming %d keys; want 4, with 50 rows", f, k)
-			}
-			b.ReportAllocs()
-			cpu := cpuTime(b)
-			for b.Loop() {
-				tab.load(b, htmx)
-			}
-			reportCPU(b, cpu)
-		})
-	}
+	})
 }
 
 // TestAPIKeysTabWithHealthIsFixedQueries: key health costs the same
@@ -96,19 +83,8 @@ func BenchmarkAPIKeysTabWithHealth(b *testing.B) {
 // their addresses per day in one more.
 func TestAPIKeysTabWithHealthIsFixedQueries(t *testing.T) {
 	counted := func(n int) (total, keyQueries int, body string) {
-		log := &queryLog{}
-		tab := newKeysTab(t, n, sqlite.Options{Driver: registerCountingDriver(log)})
-		giveFindings(t, tab)
-		tab.load(t, false)
-		log.take()
-		body = tab.load(t, false).Body.String()
-		queries := log.take()
-		for _, q := range queries {
-			if strings.Contains(q, "api_keys") {
-				keyQueries++
-			}
-		}
-		return len(queries), keyQueries, body
+		all, keys, body := tabQueries(t, n, func(tab *keysTab) { giveFindings(t, tab) })
+		return len(all), len(keys), body
 	}
 	one, oneKeys, oneBody := counted(4) // one key of each kind
 	fifty, fiftyKeys, fiftyBody := counted(account.MaxAPIKeys)
@@ -176,25 +152,11 @@ func (k *keysTab) get(tb testing.TB, path string, htmx bool) *httptest.ResponseR
 // ≤5 ms).
 func BenchmarkKeyPage(b *testing.B) {
 	tab, id := keyPageWith30Days(b, sqlite.Options{})
-	path := keyPath(id)
-	for _, htmx := range []bool{false, true} {
-		name := "page"
-		if htmx {
-			name = "htmx"
+	benchPage(b, tab, keyPath(id), func(body string) {
+		if n := strings.Count(body, `data-testid="chart-day"`); n != 2*30 || !strings.Contains(body, `data-requests="303"`) {
+			b.Fatalf("the chart's two drawings have %d days, or lack the oldest day's 303 requests", n)
 		}
-		b.Run(name, func(b *testing.B) {
-			body := tab.get(b, path, htmx).Body.String()
-			if n := strings.Count(body, `data-testid="chart-day"`); n != 2*30 || !strings.Contains(body, `data-requests="303"`) {
-				b.Fatalf("the chart's two drawings have %d days, or lack the oldest day's 303 requests", n)
-			}
-			b.ReportAllocs()
-			cpu := cpuTime(b)
-			for b.Loop() {
-				tab.get(b, path, htmx)
-			}
-			reportCPU(b, cpu)
-		})
-	}
+	})
 }
 
 // TestKeyPageIsFixedQueries: the key's page reads the same queries with
