@@ -11,7 +11,7 @@ type FindingKind string
 // The findings of key health, in the order they are shown.
 const (
 	FindingLeaked       FindingKind = "leaked"        // reported leaked by a secret scanner
-	FindingManyIPs      FindingKind = "many_ips"      // seen from more than ManyIPs addresses in a day
+	FindingManyIPs      FindingKind = "many_ips"      // seen from more than ManyIPs addresses in a day, any address allowed
 	FindingUnrestricted FindingKind = "unrestricted"  // every scope and no IP restriction
 	FindingNeverExpires FindingKind = "never_expires" // no expiry
 	FindingIdle         FindingKind = "idle"          // not used for IdleAfter
@@ -51,7 +51,9 @@ func Health(keys []APIKey, ipsPerDay map[int64]int, leaks []LeakReport, now time
 		if !k.Works(now) {
 			continue
 		}
-		if ipsPerDay[k.ID] > ManyIPs {
+		// Once the owner limits where the key may be used from, the
+		// addresses it was seen from have been dealt with.
+		if ipsPerDay[k.ID] > ManyIPs && len(k.Policy.AllowedIPs) == 0 {
 			found[FindingManyIPs] = append(found[FindingManyIPs], k)
 		}
 		if len(k.Policy.AllowedIPs) == 0 && slices.Equal(k.Policy.Scopes, AllScopes) {

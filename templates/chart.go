@@ -8,41 +8,65 @@ import (
 	"github.com/peekshot/peekshot/account"
 )
 
-// The usage chart's drawing area, in SVG units; the SVG scales to its
-// container, so these only set its proportions.
-const (
-	chartW, chartH = 720.0, 200.0
-	chartLeft      = 40.0 // room for the y-axis labels
-	chartBottom    = 24.0 // room for the x-axis labels
-	chartTop       = 8.0
-	chartDays      = 30
+// chartDays is how many days the usage chart shows.
+const chartDays = 30
+
+// chartLayout is a drawing area of the usage chart, in SVG units. The SVG
+// scales to its container, so these set its proportions: a wide one for
+// screens, a taller one for phones (where the wide one would be a strip).
+type chartLayout struct {
+	name                  string
+	w, h                  float64
+	left, bottom, top     float64 // room for the axes' labels
+	tickLabelX, dayLabelY float64
+}
+
+var (
+	wideChart   = chartLayout{name: "wide", w: 720, h: 200, left: 40, bottom: 24, top: 8, tickLabelX: 34, dayLabelY: 194}
+	narrowChart = chartLayout{name: "narrow", w: 360, h: 240, left: 36, bottom: 26, top: 8, tickLabelX: 31, dayLabelY: 234}
 )
 
-// UsageChart is a key's last 30 days (UTC), each day's numbers and where
-// the chart draws them: a bar of the day's requests split into renders,
-// refused requests and the rest, and the credits spent as a line.
+// UsageChart is a key's last 30 days (UTC): each day's numbers, and the
+// chart drawn in each layout.
 type UsageChart struct {
 	Days   []ChartDay
 	Max    int64 // the y axis' top
-	Ticks  []ChartTick
 	Totals account.KeyDay
-	// CreditsPath is the credits line, an SVG path.
-	CreditsPath string
+	Wide   ChartPlot
+	Narrow ChartPlot
 }
 
-// ChartDay is one day of the chart.
+// ChartDay is one day's numbers, and how the chart and its table say them.
 type ChartDay struct {
 	account.KeyDay
+	Label      string // the x-axis label: today and every 7 days before
+	Title      string // what hovering the day says
+	Date       string // the day, for the table
+	ErrorCodes string // the errors by code, for the table
+}
+
+// ChartPlot is the chart drawn in one layout: a bar a day of its requests
+// split into renders, refused requests and the rest, and the credits spent
+// as a line.
+type ChartPlot struct {
+	Layout      string // "wide" or "narrow"
+	ViewBox     string
+	GridX1      string
+	GridX2      string
+	TickLabelX  string
+	DayLabelY   string
+	Ticks       []ChartTick
+	Bars        []ChartBar
+	CreditsPath string // an SVG path
+}
+
+// ChartBar is where one day is drawn.
+type ChartBar struct {
+	Day                ChartDay
 	X, W               float64 // the bar's left and width
 	RendersY, RendersH float64
 	ErrorsY, ErrorsH   float64
 	OthersY, OthersH   float64
-	CreditsX, CreditsY float64
-	Label              string // the x-axis label: today and every 7 days before
-	Title              string // what hovering the day says
-	Date               string // the day, for the table
-	ErrorCodes         string // the errors by code, for the table
-	HasUsage           bool
 }
 
 // ChartTick is a line and label of the y axis.
@@ -64,7 +88,13 @@ func NewUsageChart(days []account.KeyDay, today time.Time) UsageChart {
 		day := first.AddDate(0, 0, i)
 		d := byDay[day.Unix()]
 		d.Day = day
-		c.Days = append(c.Days, ChartDay{KeyDay: d})
+		cd := ChartDay{KeyDay: d, Date: day.Format("Mon 2 Jan"), ErrorCodes: errorCodesText(d.ErrorsByCode)}
+		if (chartDays-1-i)%7 == 0 { // today, and every week before it
+			cd.Label = day.Format("2 Jan")
+		}
+		cd.Title = cd.Date + ": " + plural(d.Requests, "request") + ", " + plural(d.Renders, "render") + ", " +
+			CreditsText(d.Credits) + ", " + plural(d.Errors, "refused request")
+		c.Days = append(c.Days, cd)
 		c.Totals.Requests += d.Requests
 		c.Totals.Renders += d.Renders
 		c.Totals.Credits += d.Credits
@@ -72,41 +102,41 @@ func NewUsageChart(days []account.KeyDay, today time.Time) UsageChart {
 		c.Max = max(c.Max, d.Requests, d.Credits, d.Renders+d.Errors)
 	}
 	c.Max = niceCeil(c.Max)
-	plotH := chartH - chartTop - chartBottom
-	slot := (chartW - chartLeft) / chartDays
-	y := func(v int64) float64 { return chartTop + plotH - float64(v)/float64(c.Max)*plotH }
+	c.Wide, c.Narrow = c.plot(wideChart), c.plot(narrowChart)
+	return c
+}
+
+// plot draws the chart's days in a layout.
+func (c UsageChart) plot(l chartLayout) ChartPlot {
+	plotH := l.h - l.top - l.bottom
+	slot := (l.w - l.left) / chartDays
+	height := func(v int64) float64 { return float64(v) / float64(c.Max) * plotH }
+	y := func(v int64) float64 { return l.top + plotH - height(v) }
+	p := ChartPlot{Layout: l.name, ViewBox: "0 0 " + fmtF(l.w) + " " + fmtF(l.h),
+		GridX1: fmtF(l.left), GridX2: fmtF(l.w), TickLabelX: fmtF(l.tickLabelX), DayLabelY: fmtF(l.dayLabelY)}
 	for _, frac := range []int64{0, 1, 2} {
 		v := c.Max * frac / 2
-		c.Ticks = append(c.Ticks, ChartTick{Y: y(v), Label: FormatInt(v)})
+		p.Ticks = append(p.Ticks, ChartTick{Y: y(v), Label: FormatInt(v)})
 	}
 	path := ""
-	for i := range c.Days {
-		d := &c.Days[i]
-		d.X, d.W = chartLeft+float64(i)*slot+slot*0.15, slot*0.7
+	for i, d := range c.Days {
+		b := ChartBar{Day: d, X: l.left + float64(i)*slot + slot*0.15, W: slot * 0.7}
 		others := max(d.Requests-d.Renders-d.Errors, 0)
 		// Stacked from the axis up: renders, refused, the rest.
-		d.RendersY, d.RendersH = y(d.Renders), float64(d.Renders)/float64(c.Max)*plotH
-		d.ErrorsH = float64(d.Errors) / float64(c.Max) * plotH
-		d.ErrorsY = d.RendersY - d.ErrorsH
-		d.OthersH = float64(others) / float64(c.Max) * plotH
-		d.OthersY = d.ErrorsY - d.OthersH
-		d.CreditsX, d.CreditsY = d.X+d.W/2, y(d.Credits)
+		b.RendersY, b.RendersH = y(d.Renders), height(d.Renders)
+		b.ErrorsH = height(d.Errors)
+		b.ErrorsY = b.RendersY - b.ErrorsH
+		b.OthersH = height(others)
+		b.OthersY = b.ErrorsY - b.OthersH
 		cmd := "L"
 		if i == 0 {
 			cmd = "M"
 		}
-		path += cmd + fmtF(d.CreditsX) + " " + fmtF(d.CreditsY) + " "
-		d.Date = d.Day.Format("Mon 2 Jan")
-		if (chartDays-1-i)%7 == 0 { // today, and every week before it
-			d.Label = d.Day.Format("2 Jan")
-		}
-		d.Title = d.Date + ": " + plural(d.Requests, "request") + ", " + plural(d.Renders, "render") + ", " +
-			CreditsText(d.Credits) + ", " + plural(d.Errors, "refused request")
-		d.ErrorCodes = errorCodesText(d.ErrorsByCode)
-		d.HasUsage = d.Requests > 0 || d.Credits > 0
+		path += cmd + fmtF(b.X+b.W/2) + " " + fmtF(y(d.Credits)) + " "
+		p.Bars = append(p.Bars, b)
 	}
-	c.CreditsPath = path
-	return c
+	p.CreditsPath = path
+	return p
 }
 
 // niceCeil rounds a chart's top up to 1, 2 or 5 times a power of ten (at
@@ -140,9 +170,6 @@ func errorCodesText(codes map[string]int64) string {
 
 func fmtF(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
 
-// viewBox is the chart's SVG viewBox.
-func viewBox() string { return "0 0 " + fmtF(chartW) + " " + fmtF(chartH) }
-
 func sortedKeys(m map[string]int64) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -150,6 +177,24 @@ func sortedKeys(m map[string]int64) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// chartTestID names the wide chart for tests as it always was.
+func chartTestID(p ChartPlot) string {
+	if p.Layout == wideChart.name {
+		return "usage-chart-svg"
+	}
+	return "usage-chart-svg-" + p.Layout
+}
+
+// dayLabel is where a day's label is written under its bar, and how it
+// is anchored there: centred, but the last one ends at its bar's right
+// edge, inside the chart.
+func dayLabel(b ChartBar, p ChartPlot) (x, anchor string) {
+	if b.Day.Day.Equal(p.Bars[len(p.Bars)-1].Day.Day) {
+		return fmtF(b.X + b.W), "end"
+	}
+	return fmtF(b.X + b.W/2), "middle"
 }
 
 // chartSummary says in a sentence what the chart shows.

@@ -572,6 +572,24 @@ func RetiringBadge(k account.APIKey, now time.Time) (text, title string) {
 	return "Retiring " + RelTime(k.RetiresAt, now), "Rotated with grace auto: its replacement is in use, so it retires an hour after its own last use, " + ExactTime(k.RetiresAt) + " unless it is used again"
 }
 
+// RetiringNote is the line under a rotated key's badge in the list that
+// says what a grace auto retirement waits for (SPEC §2): the new key's
+// first request, or an hour without use; "" for another grace period.
+func RetiringNote(k account.APIKey, now time.Time) string {
+	if !k.AutoRetire {
+		return ""
+	}
+	limit := k.RotatedAt.Add(account.AutoGraceMax)
+	if !k.RetiresAt.Before(limit) {
+		return "Waits for the new key's first request; " + RelTime(limit, now) + " at the latest"
+	}
+	last := "not used since the rotation"
+	if !k.LastUsedAt.IsZero() {
+		last = "last used " + RelTime(k.LastUsedAt, now)
+	}
+	return "Retires 1 h after its last use — " + last
+}
+
 // ActorText is who did something, for the activity log.
 func ActorText(a account.Actor) string {
 	switch a.Kind {

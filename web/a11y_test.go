@@ -26,25 +26,7 @@ func TestBrowserAccessibility(t *testing.T) {
 	check := func(state string, prepare ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		pg.Step(state, prepare...)
-		for _, vp := range []struct {
-			name string
-			w, h int64
-		}{{"1280", 1280, 900}, {"390", 390, 844}} {
-			for _, scheme := range []string{"light", "dark"} {
-				pg.Step(state+" at "+vp.name+" "+scheme,
-					chromedp.EmulateViewport(vp.w, vp.h),
-					setColorScheme(scheme),
-				)
-				v, err := chromedp.Run(pg.Ctx, bt.Axe())
-				if err != nil {
-					t.Fatalf("%s: axe: %v", state, err)
-				}
-				for _, x := range v {
-					found = append(found, fmt.Sprintf("%s at %s px, %s: %s", state, vp.name, scheme, x))
-				}
-			}
-		}
-		pg.Step(state+" back", chromedp.EmulateViewport(1280, 900), setColorScheme("light"))
+		found = append(found, axeEverywhere(t, pg, state)...)
 	}
 
 	check("sign-up", chromedp.Navigate(base+"/signup"), bt.WaitVisible(`[data-testid="signup-form"]`))
@@ -106,6 +88,34 @@ func TestBrowserAccessibility(t *testing.T) {
 	if len(found) > 0 {
 		t.Fatalf("axe-core found %d problems:\n%s", len(found), strings.Join(found, "\n"))
 	}
+}
+
+// axeEverywhere runs axe-core on the page as it stands at 1280 and 390 px,
+// in light and dark mode, and returns what it finds, each named by state,
+// width and scheme. It leaves the page at 1280 px in light mode.
+func axeEverywhere(t *testing.T, pg *bt.Page, state string) []string {
+	t.Helper()
+	var found []string
+	for _, vp := range []struct {
+		name string
+		w, h int64
+	}{{"1280", 1280, 900}, {"390", 390, 844}} {
+		for _, scheme := range []string{"light", "dark"} {
+			pg.Step(state+" at "+vp.name+" "+scheme,
+				chromedp.EmulateViewport(vp.w, vp.h),
+				setColorScheme(scheme),
+			)
+			v, err := chromedp.Run(pg.Ctx, bt.Axe())
+			if err != nil {
+				t.Fatalf("%s: axe: %v", state, err)
+			}
+			for _, x := range v {
+				found = append(found, fmt.Sprintf("%s at %s px, %s: %s", state, vp.name, scheme, x))
+			}
+		}
+	}
+	pg.Step(state+" back", chromedp.EmulateViewport(1280, 900), setColorScheme("light"))
+	return found
 }
 
 // setColorScheme makes the page see prefers-color-scheme as light or dark.

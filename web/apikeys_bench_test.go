@@ -168,17 +168,7 @@ func newKeysTab(tb testing.TB, n int, opts sqlite.Options) *keysTab {
 // load answers GET /account/api-keys, as a direct load or as htmx's tab
 // switch, and returns the response.
 func (k *keysTab) load(tb testing.TB, htmx bool) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodGet, "/account/api-keys", nil)
-	req.Header.Set("Cookie", k.cookie)
-	if htmx {
-		req.Header.Set("HX-Request", "true")
-	}
-	rec := httptest.NewRecorder()
-	k.srv.ServeHTTP(rec, req)
-	if rec.Code != http.StatusOK {
-		tb.Fatalf("GET /account/api-keys: %d\n%.500s", rec.Code, rec.Body.String())
-	}
-	return rec
+	return k.get(tb, "/account/api-keys", htmx)
 }
 
 // BenchmarkAPIKeysTab renders the API Keys tab of a user with 50 keys (the
@@ -187,20 +177,31 @@ func (k *keysTab) load(tb testing.TB, htmx bool) *httptest.ResponseRecorder {
 // (the whole Account page), "htmx" a tab switch (the panel only).
 func BenchmarkAPIKeysTab(b *testing.B) {
 	tab := newKeysTab(b, account.MaxAPIKeys, sqlite.Options{})
+	benchPage(b, tab, "/account/api-keys", func(body string) {
+		if rows := strings.Count(body, `<tr id="key-`); rows != account.MaxAPIKeys {
+			b.Fatalf("%d rows, want %d", rows, account.MaxAPIKeys)
+		}
+	})
+}
+
+// benchPage measures a page of the tab's user, as a direct load ("page":
+// the whole Account page) and as htmx's request ("htmx": the panel only),
+// after check has looked at what it shows. Beside ns/op it reports the CPU
+// per request (see reportCPU).
+func benchPage(b *testing.B, tab *keysTab, path string, check func(body string)) {
 	for _, htmx := range []bool{false, true} {
 		name := "page"
 		if htmx {
 			name = "htmx"
 		}
 		b.Run(name, func(b *testing.B) {
-			rows := strings.Count(tab.load(b, htmx).Body.String(), `<tr id="key-`)
-			if rows != account.MaxAPIKeys {
-				b.Fatalf("%d rows, want %d", rows, account.MaxAPIKeys)
-			}
+			check(tab.get(b, path, htmx).Body.String())
 			b.ReportAllocs()
+			cpu := cpuTime(b)
 			for b.Loop() {
-				tab.load(b, htmx)
+				tab.get(b, path, htmx)
 			}
+			reportCPU(b, cpu)
 		})
 	}
 }
@@ -211,22 +212,11 @@ func BenchmarkAPIKeysTab(b *testing.B) {
 // not one per key.
 func TestAPIKeysTabIsOneQuery(t *testing.T) {
 	counted := func(n int) (total int, keyQueries []string) {
-		log := &queryLog{}
-		tab := newKeysTab(t, n, sqlite.Options{Driver: registerCountingDriver(log)})
-		// The first load may save the session; count a later one.
-		tab.load(t, false)
-		log.take()
-		body := tab.load(t, false).Body.String()
+		all, keyQueries, body := tabQueries(t, n, nil)
 		if rows := strings.Count(body, `<tr id="key-`); rows != n {
 			t.Fatalf("%d rows shown, want %d", rows, n)
 		}
-		queries := log.take()
-		for _, q := range queries {
-			if strings.Contains(q, "api_keys") {
-				keyQueries = append(keyQueries, q)
-			}
-		}
-		return len(queries), keyQueries
+		return len(all), keyQueries
 	}
 	one, _ := counted(1)
 	fifty, keyQueries := counted(account.MaxAPIKeys)
@@ -236,4 +226,27 @@ func TestAPIKeysTabIsOneQuery(t *testing.T) {
 	if fifty != one {
 		t.Errorf("the tab ran %d queries with 1 key and %d with 50: the count must not grow with the keys", one, fifty)
 	}
+}
+
+// tabQueries loads the API Keys tab of a user with n keys, made ready by
+// prepare (when not nil), and returns the queries of a load after the
+// first (which may save the session), those of them on api_keys, and the
+// page.
+func tabQueries(t *testing.T, n int, prepare func(*keysTab)) (all, keyQueries []string, body string) {
+	t.Helper()
+	log := &queryLog{}
+	tab := newKeysTab(t, n, sqlite.Options{Driver: registerCountingDriver(log)})
+	if prepare != nil {
+		prepare(tab)
+	}
+	tab.load(t, false)
+	log.take()
+	body = tab.load(t, false).Body.String()
+	all = log.take()
+	for _, q := range all {
+		if strings.Contains(q, "api_keys") {
+			keyQueries = append(keyQueries, q)
+		}
+	}
+	return all, keyQueries, body
 }

@@ -1,10 +1,14 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/peekshot/peekshot/account"
+	"github.com/peekshot/peekshot/store"
 )
 
 // RecordAPIKeyUsage adds usage counted by one server to what is stored,
@@ -14,6 +18,12 @@ func (db *DB) RecordAPIKeyUsage(ctx context.Context, usage []account.KeyUsage) e
 	if len(usage) == 0 {
 		return nil
 	}
+	// Rows are locked in one order, by key and day, whichever order the
+	// batch came in: two servers flushing the same keys at once then wait
+	// for each other instead of deadlocking (PostgreSQL would abort one).
+	usage = slices.SortedFunc(slices.Values(usage), func(a, b account.KeyUsage) int {
+		return cmp.Or(cmp.Compare(a.KeyID, b.KeyID), a.Day.Compare(b.Day))
+	})
 	return db.inTx(ctx, "record API key usage", func(t *tx) error {
 		for _, u := range usage {
 			if err := recordAccepted(t, u); err != nil {
@@ -31,7 +41,8 @@ func (db *DB) RecordAPIKeyUsage(ctx context.Context, usage []account.KeyUsage) e
 				day, u.Requests, u.Renders, errs, u.KeyID); err != nil {
 				return err
 			}
-			for code, n := range u.Errors {
+			for _, code := range slices.Sorted(maps.Keys(u.Errors)) {
+				n := u.Errors[code]
 				if _, err := t.exec(`INSERT INTO key_usage_errors (api_key_id, day, code, count)
 					SELECT id, ?, ?, ? FROM api_keys WHERE id = ?
 					ON CONFLICT (api_key_id, day, code) DO UPDATE SET count = key_usage_errors.count + excluded.count`,
@@ -181,22 +192,23 @@ func (db *DB) KeyIPsPerDay(ctx context.Context, userID int64, since time.Time, m
 func (db *DB) UpdateKeyLifecycles(ctx context.Context) (ended int, err error) {
 	err = db.inTx(ctx, "update key lifecycles", func(t *tx) error {
 		now := t.now.Unix()
-		rows, err := t.rows(`SELECT k.id, k.rotated_at, coalesce(k.last_used_at, 0), coalesce(r.first_used_at, 0)
+		rows, err := t.rows(`SELECT k.id, k.user_id, k.rotated_at, coalesce(k.last_used_at, 0), coalesce(r.first_used_at, 0)
 			FROM api_keys k JOIN api_keys r ON r.id = k.replaced_by
-			WHERE k.auto_retire AND k.retires_at > ? AND r.first_used_at IS NOT NULL`, now)
+			WHERE k.auto_retire AND k.retires_at > ? AND r.first_used_at IS NOT NULL
+			ORDER BY k.id`, now)
 		if err != nil {
 			return err
 		}
-		type move struct{ id, at int64 }
+		type move struct{ id, user, at int64 }
 		var moves []move
 		for rows.Next() {
-			var id, rotated, last, first int64
-			if err := rows.Scan(&id, &rotated, &last, &first); err != nil {
+			var id, user, rotated, last, first int64
+			if err := rows.Scan(&id, &user, &rotated, &last, &first); err != nil {
 				rows.Close()
 				return err
 			}
 			limit := time.Unix(rotated, 0).Add(account.AutoGraceMax)
-			moves = append(moves, move{id, account.AutoRetirement(limit, unixOr(last), unixOr(first)).Unix()})
+			moves = append(moves, move{id, user, account.AutoRetirement(limit, unixOr(last), unixOr(first)).Unix()})
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -204,10 +216,20 @@ func (db *DB) UpdateKeyLifecycles(ctx context.Context) (ended int, err error) {
 		}
 		for _, m := range moves {
 			// A retirement moves later while the old key is in use, never
-			// past the rotation's limit.
-			if _, err := t.exec(`UPDATE api_keys SET retires_at = ? WHERE id = ? AND retires_at > ?`,
-				m.at, m.id, now); err != nil {
+			// past the rotation's limit. Only a retirement that moves is
+			// written, and announced: caches of the key (on every
+			// instance) must not keep the old time.
+			res, err := t.exec(`UPDATE api_keys SET retires_at = ? WHERE id = ? AND retires_at > ? AND retires_at <> ?`,
+				m.at, m.id, now, m.at)
+			if err != nil {
 				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n > 0 {
+				if err := t.notify(store.Change{KeyID: m.id, UserID: m.user}); err != nil {
+					return err
+				}
 			}
 		}
 		ended, err = logKeyEnds(t, now)
@@ -227,7 +249,8 @@ func unixOr(s int64) time.Time {
 // their end since the last time, and notes that they have been written.
 func logKeyEnds(t *tx, now int64) (int, error) {
 	rows, err := t.rows(`SELECT `+apiKeyColumns+` FROM api_keys
-		WHERE NOT end_logged AND ((expires_at IS NOT NULL AND expires_at <= ?) OR (retires_at IS NOT NULL AND retires_at <= ?))`, now, now)
+		WHERE NOT end_logged AND ((expires_at IS NOT NULL AND expires_at <= ?) OR (retires_at IS NOT NULL AND retires_at <= ?))
+		ORDER BY id`, now, now)
 	if err != nil {
 		return 0, err
 	}
@@ -235,7 +258,22 @@ func logKeyEnds(t *tx, now int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	logged := 0
 	for _, k := range keys {
+		// Claim the end first: another instance's job that read the same
+		// key waits for this one and then finds it claimed (PostgreSQL
+		// reads the row again for the update), so it is logged once.
+		res, err := t.exec(`UPDATE api_keys SET end_logged = ? WHERE id = ? AND NOT end_logged`, true, k.ID)
+		if err != nil {
+			return 0, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			continue
+		}
 		ev, detail := account.EventKeyRetired, "its grace period after the rotation ended"
 		if !k.ExpiresAt.IsZero() && (k.RetiresAt.IsZero() || !k.ExpiresAt.After(k.RetiresAt)) {
 			ev, detail = account.EventKeyExpired, "it reached the expiration its owner chose"
@@ -243,9 +281,7 @@ func logKeyEnds(t *tx, now int64) (int, error) {
 		if err := t.logAs(account.Actor{Kind: account.ActorSystem}, k.UserID, ev, &k, detail); err != nil {
 			return 0, err
 		}
-		if _, err := t.exec(`UPDATE api_keys SET end_logged = ? WHERE id = ?`, true, k.ID); err != nil {
-			return 0, err
-		}
+		logged++
 	}
-	return len(keys), nil
+	return logged, nil
 }
