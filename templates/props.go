@@ -549,6 +549,9 @@ func RetirementText(k account.APIKey, replacement *account.APIKey, now time.Time
 		return "Stops working " + RelTime(k.RetiresAt, now) + " (" + ExactTime(k.RetiresAt) + ")."
 	}
 	limit := k.RotatedAt.Add(account.AutoGraceMax)
+	if k.ReplacedBy == 0 {
+		return "Its replacement was deleted, so nothing will take over from it: it stops working at the 7-day limit, " + ExactTime(limit) + "."
+	}
 	if replacement == nil || replacement.FirstUsedAt.IsZero() {
 		return "Retires an hour after its last use once its replacement is used, by " + ExactTime(limit) + " at the latest. The replacement hasn't been used yet."
 	}

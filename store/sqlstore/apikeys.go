@@ -298,13 +298,16 @@ func (db *DB) UpdateAPIKeySettings(ctx context.Context, userID, keyID int64, ks 
 		if ks.Policy.Scopes == nil {
 			ks.Policy.Scopes = account.DefaultPolicy().Scopes
 		}
+		detail := settingsChanged(k, ks)
+		if detail == "" {
+			return nil // saved as it was: nothing to write, log or announce
+		}
 		_, err = t.exec(`UPDATE api_keys SET label = ?, expires_at = ?, expiry_lifetime = ?,
 			scopes = ?, allowed_ips = ?, allowed_targets = ?, rate_limit = ?, monthly_budget = ? WHERE id = ?`,
 			append(append([]any{ks.Label, nullUnix(ks.Expiry.At), lifetimeArg(ks.Expiry)}, policyArgs(ks.Policy)...), keyID)...)
 		if err != nil {
 			return err
 		}
-		detail := settingsChanged(k, ks)
 		k.Label, k.ExpiresAt, k.ExpiryLifetime, k.Policy = ks.Label, ks.Expiry.At, ks.Expiry.Lifetime, ks.Policy
 		if err := t.log(userID, account.EventKeySettingsChanged, &k, detail); err != nil {
 			return err
@@ -347,14 +350,15 @@ func (db *DB) CountActiveAPIKeys(ctx context.Context, userID int64) (int, error)
 	return n, nil
 }
 
-// settingsChanged names what a settings change changes, for the log.
+// settingsChanged names what a settings change changes, for the log; ""
+// when it changes nothing.
 func settingsChanged(k account.APIKey, ks account.KeySettings) string {
 	var changed []string
 	p, q := k.Policy, ks.Policy
 	if k.Label != ks.Label {
 		changed = append(changed, "label")
 	}
-	if !k.ExpiresAt.Equal(ks.Expiry.At) {
+	if !k.ExpiresAt.Equal(ks.Expiry.At) || k.ExpiryLifetime != ks.Expiry.Lifetime {
 		changed = append(changed, "expiration")
 	}
 	if !slices.Equal(p.Scopes, q.Scopes) {
@@ -372,8 +376,5 @@ func settingsChanged(k account.APIKey, ks account.KeySettings) string {
 	if p.MonthlyBudget != q.MonthlyBudget {
 		changed = append(changed, "monthly budget")
 	}
-	if len(changed) == 0 {
-		return "nothing changed"
-	}
-	return strings.Join(changed, ", ")
+	return strings.Join(changed, ", ") // "" when nothing changed
 }
