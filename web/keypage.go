@@ -31,18 +31,11 @@ func (s *Server) ownKeyWithUsage(c echo.Context) (account.APIKey, error) {
 	if err != nil {
 		return account.APIKey{}, err
 	}
-	keys, err := s.store.APIKeys(c.Request().Context(), currentUser(c).ID)
-	if err != nil {
-		return account.APIKey{}, err
+	k, err := s.keyWithUsage(c, currentUser(c).ID, id)
+	if errors.Is(err, account.ErrNotFound) {
+		return account.APIKey{}, errKeyNotFound
 	}
-	for _, k := range keys {
-		if k.ID == id {
-			one := []account.APIKey{k}
-			s.usage.overlay(one)
-			return one[0], nil
-		}
-	}
-	return account.APIKey{}, errKeyNotFound
+	return k, err
 }
 
 func (s *Server) renderKeyPage(c echo.Context, status int, k account.APIKey, form templates.SettingsForm, flashes ...templates.Flash) error {
@@ -95,22 +88,20 @@ func (s *Server) handleKeySettings(c echo.Context) error {
 		return err
 	}
 	// An expired key's page has no settings form to show messages in:
-	// whatever was sent, the answer is that it can't change (the store
-	// refuses it too, for a key that expires meanwhile).
+	// whatever was sent, the answer is that it can't change.
 	if k.Status(s.cfg.Now()) == account.KeyExpired {
 		return expiredKeySettings(k)
 	}
 	r := c.Request()
 	in := policyInput(r)
 	rawLabel := r.PostFormValue("label")
-	label, labelMsg := cleanText("Label", rawLabel, maxLabelLen)
 	current := account.Expiry{At: k.ExpiresAt, Lifetime: k.ExpiryLifetime}
-	policy, expiry, errs := s.parsePolicy(in, &current)
+	ks, labelMsg, errs := s.keySettingsOf(rawLabel, in, &current)
 	if labelMsg != "" || errs != nil {
 		form := templates.SettingsForm{Label: displayable(rawLabel), LabelError: labelMsg, Policy: s.policyForm(in, errs, true, current)}
 		return s.renderKeyPage(c, http.StatusUnprocessableEntity, k, form)
 	}
-	updated, err := s.store.UpdateAPIKeySettings(r.Context(), u.ID, k.ID, account.KeySettings{Label: label, Policy: policy, Expiry: expiry})
+	updated, err := s.changeKeySettings(c, u.ID, k, ks)
 	switch {
 	case errors.Is(err, account.ErrNotFound):
 		return errKeyNotFound
@@ -119,7 +110,6 @@ func (s *Server) handleKeySettings(c echo.Context) error {
 	case err != nil:
 		return err
 	}
-	s.log.Info("API key settings changed", "user_id", u.ID, "api_key_id", k.ID, "request_id", c.Get(ctxReqID))
 	msg := "Settings of “" + templates.KeyLabel(updated) + "” saved. They apply from the key's next request."
 	if !isHTMX(c) {
 		return s.redirectWithFlash(c, keyPath(k.ID), templates.FlashSuccess, msg)
@@ -147,7 +137,7 @@ func (s *Server) handleExpireAPIKey(c echo.Context) error {
 		return err
 	}
 	if k.Status(s.cfg.Now()) == account.KeyExpired {
-		return expiredKeySettings(k)
+		return expiredKeySettings(k) // before any message about the form
 	}
 	r := c.Request()
 	expiry, err := account.ParseExpiry(r.PostFormValue("expires"), r.PostFormValue("expires_date"), s.cfg.Now())
@@ -158,7 +148,7 @@ func (s *Server) handleExpireAPIKey(c echo.Context) error {
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: "invalid_request", Title: "Choose an expiry",
 			Message: "Nothing was changed: " + err.Error() + "."}
 	}
-	updated, err := s.store.UpdateAPIKeySettings(r.Context(), u.ID, k.ID, account.KeySettings{Label: k.Label, Policy: k.Policy, Expiry: expiry})
+	updated, err := s.changeKeySettings(c, u.ID, k, account.KeySettings{Label: k.Label, Policy: k.Policy, Expiry: expiry})
 	switch {
 	case errors.Is(err, account.ErrNotFound):
 		return errKeyNotFound
@@ -167,7 +157,6 @@ func (s *Server) handleExpireAPIKey(c echo.Context) error {
 	case err != nil:
 		return err
 	}
-	s.log.Info("API key expiry set", "user_id", u.ID, "api_key_id", k.ID, "request_id", c.Get(ctxReqID))
 	msg := "“" + templates.KeyLabel(updated) + "” now expires on " + templates.ExactTime(updated.ExpiresAt) + "."
 	back := "/account/api-keys"
 	if r.PostFormValue("next") == "key" {
