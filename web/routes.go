@@ -23,6 +23,14 @@ func (s *Server) routes() {
 	e.GET("/api/v1/me", s.handleMe, s.requireAPIKey)
 	e.POST("/api/v1/screenshots", s.handleScreenshot, s.requireAPIKey, s.requireScope(account.ScopeScreenshots))
 	e.POST("/api/v1/html-to-image", s.handleHTMLToImage, s.requireAPIKey, s.requireScope(account.ScopeHTMLToImage))
+	keysRead := []echo.MiddlewareFunc{s.requireAPIKey, s.requireScope(account.ScopeKeysRead)}
+	keysWrite := []echo.MiddlewareFunc{s.requireAPIKey, s.requireScope(account.ScopeKeysWrite)}
+	e.GET("/api/v1/keys", s.handleListKeys, keysRead...)
+	e.POST("/api/v1/keys", s.handleCreateKey, keysWrite...)
+	e.GET("/api/v1/keys/:id", s.handleGetKey, keysRead...)
+	e.PATCH("/api/v1/keys/:id", s.handlePatchKey, keysWrite...)
+	e.DELETE("/api/v1/keys/:id", s.handleDeleteKey, keysWrite...)
+	e.POST("/api/v1/keys/:id/rotate", s.handleRotateKey, keysWrite...)
 
 	// Pages: a session, and a CSRF check on every state-changing request.
 	// Account pages first need someone signed in: a request without (a
