@@ -31,6 +31,8 @@ func (s *Server) routes() {
 	e.PATCH("/api/v1/keys/:id", s.handlePatchKey, keysWrite...)
 	e.DELETE("/api/v1/keys/:id", s.handleDeleteKey, keysWrite...)
 	e.POST("/api/v1/keys/:id/rotate", s.handleRotateKey, keysWrite...)
+	// The API's description, for programs and for people; no key needed.
+	e.GET("/api/v1/openapi.json", s.handleOpenAPI)
 
 	// Pages: a session, and a CSRF check on every state-changing request.
 	// Account pages first need someone signed in: a request without (a
