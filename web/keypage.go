@@ -27,15 +27,7 @@ func (s *Server) handleKeyPage(c echo.Context) error {
 // ownKeyWithUsage is one of the user's keys as the list shows it: with
 // what it spent this month and its usage not yet flushed.
 func (s *Server) ownKeyWithUsage(c echo.Context) (account.APIKey, error) {
-	id, err := keyID(c)
-	if err != nil {
-		return account.APIKey{}, err
-	}
-	k, err := s.keyWithUsage(c, currentUser(c).ID, id)
-	if errors.Is(err, account.ErrNotFound) {
-		return account.APIKey{}, errKeyNotFound
-	}
-	return k, err
+	return s.pathKeyWithUsage(c, currentUser(c).ID)
 }
 
 func (s *Server) renderKeyPage(c echo.Context, status int, k account.APIKey, form templates.SettingsForm, flashes ...templates.Flash) error {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -119,6 +120,20 @@ func (s *Server) keyWithUsage(c echo.Context, userID, keyID int64) (account.APIK
 		}
 	}
 	return account.APIKey{}, account.ErrNotFound
+}
+
+// pathKeyWithUsage is the key the path's :id names among the user's,
+// with its usage; errKeyNotFound for any other.
+func (s *Server) pathKeyWithUsage(c echo.Context, userID int64) (account.APIKey, error) {
+	id, err := keyID(c)
+	if err != nil {
+		return account.APIKey{}, err
+	}
+	k, err := s.keyWithUsage(c, userID, id)
+	if errors.Is(err, account.ErrNotFound) {
+		return account.APIKey{}, errKeyNotFound
+	}
+	return k, err
 }
 
 // keysWithUsage lists the user's keys, newest first, with what each spent

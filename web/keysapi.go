@@ -132,15 +132,7 @@ func (s *Server) handleListKeys(c echo.Context) error {
 // apiKeyOf is the key the path names, in the acting key's account, with
 // its usage; 404 for any other.
 func (s *Server) apiKeyOf(c echo.Context) (account.APIKey, error) {
-	id, err := keyID(c)
-	if err != nil {
-		return account.APIKey{}, err
-	}
-	k, err := s.keyWithUsage(c, currentKey(c).UserID, id)
-	if errors.Is(err, account.ErrNotFound) {
-		return account.APIKey{}, errKeyNotFound
-	}
-	return k, err
+	return s.pathKeyWithUsage(c, currentKey(c).UserID)
 }
 
 func (s *Server) handleGetKey(c echo.Context) error {
@@ -164,11 +156,7 @@ func (s *Server) handleCreateKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	in, _, err := b.policyInput()
-	if err != nil {
-		return err
-	}
-	label, _, err := b.str("label")
+	label, in, _, err := b.settingsInput()
 	if err != nil {
 		return err
 	}
@@ -197,11 +185,7 @@ func (s *Server) handlePatchKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	in, given, err := b.policyInput()
-	if err != nil {
-		return err
-	}
-	label, labelGiven, err := b.str("label")
+	label, in, given, err := b.settingsInput()
 	if err != nil {
 		return err
 	}
@@ -209,7 +193,7 @@ func (s *Server) handlePatchKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if !labelGiven {
+	if !given["label"] {
 		label = k.Label
 	}
 	current := account.Expiry{At: k.ExpiresAt, Lifetime: k.ExpiryLifetime}
@@ -242,7 +226,7 @@ func (s *Server) handlePatchKey(c echo.Context) error {
 	if err := grantable(actor, added); err != nil {
 		return err
 	}
-	if labelGiven || len(given) > 0 {
+	if len(given) > 0 {
 		if k, err = s.changeKeySettings(c, k.UserID, k, ks); err != nil {
 			return keyChangeRefused(err)
 		}
@@ -471,46 +455,60 @@ func (b keyBody) whole(name string) (string, bool, error) {
 	return strconv.FormatInt(n, 10), true, nil
 }
 
-// policyInput reads the §6 policy members as the dashboard's policy
-// parser takes them, and which of them were sent.
-func (b keyBody) policyInput() (account.PolicyInput, map[string]bool, error) {
+// settingsInput reads the label and the §6 policy members as the
+// dashboard's parsers take them, and which of them were sent.
+func (b keyBody) settingsInput() (string, account.PolicyInput, map[string]bool, error) {
+	label, ok, err := b.str("label")
+	if err != nil {
+		return "", account.PolicyInput{}, nil, err
+	}
+	given := map[string]bool{"label": ok}
+	in, err := b.policyInput(given)
+	if !ok {
+		delete(given, "label")
+	}
+	return label, in, given, err
+}
+
+// policyInput reads the §6 policy members, noting in given which were
+// sent.
+func (b keyBody) policyInput(given map[string]bool) (account.PolicyInput, error) {
 	var in account.PolicyInput
-	given := map[string]bool{}
 	var err error
 	var ok bool
 	if in.Expires, ok, err = b.str("expires"); err != nil {
-		return in, nil, err
+		return in, err
 	} else if ok {
 		if in.Expires == "" || in.Expires == "keep" || in.Expires == "date" {
-			return in, nil, fieldError("expires", `expires must be "never", "7d", "30d", "90d", "1y" or a date YYYY-MM-DD.`)
+			return in, fieldError("expires", `expires must be "never", "7d", "30d", "90d", "1y" or a date YYYY-MM-DD.`)
 		}
 		given["expires"] = true
 	}
 	if in.Scopes, ok, err = b.list("scopes"); err != nil {
-		return in, nil, err
+		return in, err
 	} else if ok {
 		in.ScopesGiven, given["scopes"] = true, true
 	}
 	var ips, targets []string
 	if ips, ok, err = b.list("allowed_ips"); err != nil {
-		return in, nil, err
+		return in, err
 	} else if ok {
 		in.AllowedIPs, given["allowed_ips"] = strings.Join(ips, "\n"), true
 	}
 	if targets, ok, err = b.list("allowed_targets"); err != nil {
-		return in, nil, err
+		return in, err
 	} else if ok {
 		in.AllowedTargets, given["allowed_targets"] = strings.Join(targets, "\n"), true
 	}
 	if in.RateLimit, ok, err = b.whole("rate_limit"); err != nil {
-		return in, nil, err
+		return in, err
 	} else if ok {
 		given["rate_limit"] = true
 	}
 	if in.MonthlyBudget, ok, err = b.whole("monthly_budget"); err != nil {
-		return in, nil, err
+		return in, err
 	} else if ok {
 		given["monthly_budget"] = true
 	}
-	return in, given, nil
+	return in, nil
 }
