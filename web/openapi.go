@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/peekshot/peekshot/templates"
 )
 
 // openAPIDocument is the API's description (OpenAPI 3.1), written by hand
@@ -20,4 +22,9 @@ var openAPIDocument []byte
 func (s *Server) handleOpenAPI(c echo.Context) error {
 	c.Response().Header().Set("Cache-Control", "public, max-age=300")
 	return c.Blob(http.StatusOK, "application/json", openAPIDocument)
+}
+
+// handleAPIDocs answers GET /docs/api: the document, rendered for people.
+func (s *Server) handleAPIDocs(c echo.Context) error {
+	return s.render(c, http.StatusOK, templates.APIDocsPage())
 }

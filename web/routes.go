@@ -33,6 +33,7 @@ func (s *Server) routes() {
 	e.POST("/api/v1/keys/:id/rotate", s.handleRotateKey, keysWrite...)
 	// The API's description, for programs and for people; no key needed.
 	e.GET("/api/v1/openapi.json", s.handleOpenAPI)
+	e.GET("/docs/api", s.handleAPIDocs)
 
 	// Pages: a session, and a CSRF check on every state-changing request.
 	// Account pages first need someone signed in: a request without (a
