@@ -65,4 +65,6 @@ func TestBrowserAPIDocs(t *testing.T) {
 	if got := pg.Text(`#operations-Account-getMe .live-responses-table tr.response .response-col_status`); !strings.HasPrefix(got, "200") {
 		t.Fatalf("Try it out answered %q", got)
 	}
+	step("on a phone", chromedp.EmulateViewport(390, 844), bt.Screenshot(shots, "api-reference-phone"))
+	pg.NoSidewaysScroll("the API reference at 390 px")
 }
