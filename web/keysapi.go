@@ -196,6 +196,11 @@ func (s *Server) handlePatchKey(c echo.Context) error {
 	if !given["label"] {
 		label = k.Label
 	}
+	if activeGiven && active {
+		if err := k.CanActivate(s.cfg.Now()); err != nil {
+			return keyChangeRefused(err) // before anything else changes
+		}
+	}
 	current := account.Expiry{At: k.ExpiresAt, Lifetime: k.ExpiryLifetime}
 	ks, labelMsg, errs := s.keySettingsOf(label, in, &current)
 	if err := settingsRefused(labelMsg, errs); err != nil {
