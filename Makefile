@@ -9,7 +9,7 @@ CHROMIUM  ?= /usr/bin/chromium
 HEADLESS_SHELL ?= /usr/lib/chromium/chromium-headless-shell
 PKGS      := ./...
 
-.PHONY: build run test generate fmt vet chromium screenshots vendor-htmx clean soak bench load
+.PHONY: build run test generate fmt vet chromium screenshots vendor-htmx vendor-swagger-ui clean soak bench load
 
 build: generate
 	$(GO) build -trimpath -o $(BIN) ./cmd/peekshot
@@ -105,6 +105,19 @@ vendor-htmx:
 	cd $$(mktemp -d) && npm pack htmx.org@$(HTMX_VERSION) >/dev/null && tar xzf htmx.org-$(HTMX_VERSION).tgz && \
 		cp package/dist/htmx.min.js $(CURDIR)/static/js/vendor/htmx.min.js && \
 		cp package/LICENSE $(CURDIR)/static/js/vendor/htmx.LICENSE
+
+# Re-vendors Swagger UI, which renders /docs/api, from its npm package
+# (needs npm and the registry): the bundle and its stylesheet, without their
+# source-map comments (the maps are not vendored).
+SWAGGER_UI_VERSION ?= 5.35.0
+SWAGGER_UI_DIR := $(CURDIR)/static/js/vendor/swagger-ui
+vendor-swagger-ui:
+	cd $$(mktemp -d) && npm pack swagger-ui-dist@$(SWAGGER_UI_VERSION) >/dev/null && tar xzf swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz && \
+		mkdir -p $(SWAGGER_UI_DIR) && \
+		grep -v '^//# sourceMappingURL=' package/swagger-ui-bundle.js > $(SWAGGER_UI_DIR)/swagger-ui-bundle.js && \
+		sed 's|/\*# sourceMappingURL=[^*]*\*/||' package/swagger-ui.css > $(SWAGGER_UI_DIR)/swagger-ui.css && \
+		cp package/LICENSE $(SWAGGER_UI_DIR)/LICENSE && cp package/NOTICE $(SWAGGER_UI_DIR)/NOTICE && \
+		cp package/swagger-ui-bundle.js.LICENSE.txt $(SWAGGER_UI_DIR)/swagger-ui-bundle.js.LICENSE.txt
 
 clean:
 	rm -rf bin

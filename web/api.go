@@ -248,29 +248,39 @@ type renderRequest struct {
 // (also when chunked), one object, no unknown or duplicate fields.
 func decodeRenderRequest(c echo.Context) (renderRequest, error) {
 	var req renderRequest
-	r := c.Request()
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return req, errNotJSON
-	}
-	if r.ContentLength > maxAPIBody {
-		return req, errAPITooLarge
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxAPIBody))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return req, errAPITooLarge
-	}
+	body, err := readJSONBody(c, `{"url": "https://example.com"}`)
 	if err != nil {
-		return req, invalidRequest("The request body could not be read.")
-	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return req, invalidRequest("The request body is empty; send a JSON object such as {\"url\": \"https://example.com\"}.")
+		return req, err
 	}
 	if err := json.Unmarshal(body, &req, json.RejectUnknownMembers(true)); err != nil {
 		return req, invalidRequest(describeJSONError(err))
 	}
 	return req, nil
+}
+
+// readJSONBody reads an API request's body: JSON only, at most 2 MiB (also
+// when chunked), not empty; example is what an empty body is told to send.
+func readJSONBody(c echo.Context, example string) ([]byte, error) {
+	r := c.Request()
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, errNotJSON
+	}
+	if r.ContentLength > maxAPIBody {
+		return nil, errAPITooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxAPIBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, errAPITooLarge
+	}
+	if err != nil {
+		return nil, invalidRequest("The request body could not be read.")
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return nil, invalidRequest("The request body is empty; send a JSON object such as " + example + ".")
+	}
+	return body, nil
 }
 
 // describeJSONError turns a decoding error into a sentence about the field.

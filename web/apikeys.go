@@ -9,15 +9,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/peekshot/peekshot/account"
-	"github.com/peekshot/peekshot/apikey"
 	"github.com/peekshot/peekshot/templates"
 )
-
-// graces are the rotation grace periods a user can pick.
-var graces = map[string]account.Grace{
-	"now": {}, "1h": {For: time.Hour}, "24h": {For: 24 * time.Hour}, "7d": {For: 7 * 24 * time.Hour},
-	"auto": account.AutoGrace,
-}
 
 func (s *Server) handleAPIKeys(c echo.Context) error {
 	if c.QueryParam("part") == "list" && wantsPartial(c) {
@@ -68,14 +61,13 @@ func (s *Server) revealFor(c echo.Context, key string, keyID, replacedID int64) 
 
 // apiKeysProps loads the tab's keys (one query) with unflushed usage.
 func (s *Server) apiKeysProps(c echo.Context, reveal *templates.Reveal, form templates.CreateKeyForm) (templates.APIKeysProps, error) {
-	keys, err := s.store.APIKeys(c.Request().Context(), currentUser(c).ID)
+	keys, err := s.keysWithUsage(c, currentUser(c).ID)
 	if err != nil {
 		return templates.APIKeysProps{}, err
 	}
 	if form.Policy.RateMax == 0 {
 		form.Policy.RateMax, form.Policy.Today = s.cfg.RateLimit, s.cfg.Now()
 	}
-	s.usage.overlay(keys)
 	now := s.cfg.Now()
 	ips, err := s.store.KeyIPsPerDay(c.Request().Context(), currentUser(c).ID, now.Add(-account.ManyIPsWithin), account.ManyIPs)
 	if err != nil {
@@ -119,28 +111,22 @@ func (s *Server) handleCreateAPIKey(c echo.Context) error {
 	r := c.Request()
 	in := policyInput(r)
 	rawLabel := r.PostFormValue("label")
-	label, msg := cleanText("Label", rawLabel, maxLabelLen)
-	policy, expiry, errs := s.parsePolicy(in, nil)
+	ks, msg, errs := s.keySettingsOf(rawLabel, in, nil)
 	if msg != "" || errs != nil {
 		form := templates.CreateKeyForm{Label: displayable(rawLabel), Error: msg, Policy: s.policyForm(in, errs, false, account.Expiry{})}
 		if msg == "" {
-			form.Label = label
+			form.Label = ks.Label
 		}
 		return s.createKeyFailed(c, form)
 	}
-	key, err := apikey.Generate()
-	if err != nil {
-		return err
-	}
-	k, err := s.store.CreateAPIKey(r.Context(), account.NewAPIKey{UserID: u.ID, Label: label, Key: key, Policy: policy, Expiry: expiry})
+	key, k, err := s.createKey(c, u.ID, ks)
 	if errors.Is(err, account.ErrKeyLimit) {
-		return s.createKeyFailed(c, templates.CreateKeyForm{Label: label, Policy: s.policyForm(in, nil, false, account.Expiry{}),
+		return s.createKeyFailed(c, templates.CreateKeyForm{Label: ks.Label, Policy: s.policyForm(in, nil, false, account.Expiry{}),
 			Error: "You've reached the limit of " + strconv.Itoa(account.MaxAPIKeys) + " API keys. Delete a key you no longer use to create another."})
 	}
 	if err != nil {
 		return err
 	}
-	s.log.Info("API key created", "user_id", u.ID, "api_key_id", k.ID, "request_id", c.Get(ctxReqID))
 	return s.showNewKey(c, key, k.ID, 0, "")
 }
 
@@ -222,7 +208,7 @@ func (s *Server) handleSetAPIKeyActive(active bool) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		k, err := s.store.SetAPIKeyActive(c.Request().Context(), u.ID, id, active)
+		k, err := s.setKeyActive(c, u.ID, id, active)
 		switch {
 		case errors.Is(err, account.ErrNotFound):
 			return errKeyNotFound
@@ -236,7 +222,6 @@ func (s *Server) handleSetAPIKeyActive(active bool) echo.HandlerFunc {
 		if active {
 			msg = "“" + templates.KeyLabel(k) + "” activated. It works again right away."
 		}
-		s.log.Info("API key status changed", "user_id", u.ID, "api_key_id", k.ID, "active", active, "request_id", c.Get(ctxReqID))
 		if !isHTMX(c) {
 			back := "/account/api-keys"
 			if c.Request().PostFormValue("next") == "key" {
@@ -262,15 +247,10 @@ func (s *Server) handleRotateAPIKey(c echo.Context) error {
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: "invalid_request", Title: "Choose a grace period",
 			Message: "Choose how long the old key keeps working: immediately, 1 hour, 24 hours, 7 days, or until it goes quiet (auto)."}
 	}
-	next, err := apikey.Generate()
-	if err != nil {
-		return err
-	}
-	old, repl, err := s.store.RotateAPIKey(c.Request().Context(), u.ID, id, next, grace)
+	next, old, repl, err := s.rotateKey(c, u.ID, id, grace)
 	if err != nil {
 		return s.rotateRefused(c, u.ID, id, err)
 	}
-	s.log.Info("API key rotated", "user_id", u.ID, "api_key_id", old.ID, "replacement_id", repl.ID, "request_id", c.Get(ctxReqID))
 	msg := "“" + templates.KeyLabel(old) + "” rotated. " + graceText(grace)
 	return s.showNewKey(c, next, repl.ID, old.ID, msg)
 }
@@ -328,14 +308,13 @@ func (s *Server) handleDeleteAPIKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	err = s.store.DeleteAPIKey(c.Request().Context(), u.ID, k.ID)
+	err = s.deleteKey(c, u.ID, k.ID)
 	if errors.Is(err, account.ErrNotFound) {
 		return errKeyNotFound
 	}
 	if err != nil {
 		return err
 	}
-	s.log.Info("API key deleted", "user_id", u.ID, "api_key_id", k.ID, "request_id", c.Get(ctxReqID))
 	msg := "“" + templates.KeyLabel(k) + "” deleted. Requests with it are refused from now on."
 	if !isHTMX(c) {
 		return s.redirectWithFlash(c, "/account/api-keys", templates.FlashSuccess, msg)

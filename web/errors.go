@@ -21,6 +21,8 @@ type httpError struct {
 	Message string
 	// RetryAfter, in seconds, is sent as Retry-After when set.
 	RetryAfter int
+	// Field names the request's field that is wrong, when one is.
+	Field string
 }
 
 func (e *httpError) Error() string { return strconv.Itoa(e.Status) + " " + e.Message }
@@ -131,11 +133,12 @@ type apiErrorJSON struct {
 	Error struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
+		Field   string `json:"field,omitempty"`
 	} `json:"error"`
 }
 
 func apiErrorBody(he *httpError) apiErrorJSON {
 	var b apiErrorJSON
-	b.Error.Code, b.Error.Message = he.Code, he.Message
+	b.Error.Code, b.Error.Message, b.Error.Field = he.Code, he.Message, he.Field
 	return b
 }

@@ -129,7 +129,7 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv)
+	hs := httptest.NewServer(checkContract(t, srv)) // every API exchange is held to openapi.json
 	t.Cleanup(func() {
 		hs.Close()
 		srv.Close(context.Background())

@@ -31,22 +31,7 @@ func (s *Server) handleKeyPage(c echo.Context) error {
 // ownKeyWithUsage is one of the user's keys as the list shows it: with
 // what it spent this month and its usage not yet flushed.
 func (s *Server) ownKeyWithUsage(c echo.Context) (account.APIKey, error) {
-	id, err := keyID(c)
-	if err != nil {
-		return account.APIKey{}, err
-	}
-	keys, err := s.store.APIKeys(c.Request().Context(), currentUser(c).ID)
-	if err != nil {
-		return account.APIKey{}, err
-	}
-	for _, k := range keys {
-		if k.ID == id {
-			one := []account.APIKey{k}
-			s.usage.overlay(one)
-			return one[0], nil
-		}
-	}
-	return account.APIKey{}, errKeyNotFound
+	return s.pathKeyWithUsage(c, currentUser(c).ID)
 }
 
 func (s *Server) renderKeyPage(c echo.Context, status int, k account.APIKey, form templates.SettingsForm, flashes ...templates.Flash) error {
@@ -115,22 +100,20 @@ func (s *Server) handleKeySettings(c echo.Context) error {
 		return err
 	}
 	// An expired key's page has no settings form to show messages in:
-	// whatever was sent, the answer is that it can't change (the store
-	// refuses it too, for a key that expires meanwhile).
+	// whatever was sent, the answer is that it can't change.
 	if k.Status(s.cfg.Now()) == account.KeyExpired {
 		return expiredKeySettings(k)
 	}
 	r := c.Request()
 	in := policyInput(r)
 	rawLabel := r.PostFormValue("label")
-	label, labelMsg := cleanText("Label", rawLabel, maxLabelLen)
 	current := account.Expiry{At: k.ExpiresAt, Lifetime: k.ExpiryLifetime}
-	policy, expiry, errs := s.parsePolicy(in, &current)
+	ks, labelMsg, errs := s.keySettingsOf(rawLabel, in, &current)
 	if labelMsg != "" || errs != nil {
 		form := templates.SettingsForm{Label: displayable(rawLabel), LabelError: labelMsg, Policy: s.policyForm(in, errs, true, current)}
 		return s.renderKeyPage(c, http.StatusUnprocessableEntity, k, form)
 	}
-	updated, err := s.store.UpdateAPIKeySettings(r.Context(), u.ID, k.ID, account.KeySettings{Label: label, Policy: policy, Expiry: expiry})
+	updated, err := s.changeKeySettings(c, u.ID, k, ks)
 	switch {
 	case errors.Is(err, account.ErrNotFound):
 		return errKeyNotFound
@@ -139,7 +122,6 @@ func (s *Server) handleKeySettings(c echo.Context) error {
 	case err != nil:
 		return err
 	}
-	s.log.Info("API key settings changed", "user_id", u.ID, "api_key_id", k.ID, "request_id", c.Get(ctxReqID))
 	msg := "Settings of “" + templates.KeyLabel(updated) + "” saved. They apply from the key's next request."
 	if !isHTMX(c) {
 		return s.redirectWithFlash(c, keyPath(k.ID), templates.FlashSuccess, msg)
@@ -167,7 +149,7 @@ func (s *Server) handleExpireAPIKey(c echo.Context) error {
 		return err
 	}
 	if k.Status(s.cfg.Now()) == account.KeyExpired {
-		return expiredKeySettings(k)
+		return expiredKeySettings(k) // before any message about the form
 	}
 	r := c.Request()
 	expiry, err := account.ParseExpiry(r.PostFormValue("expires"), r.PostFormValue("expires_date"), s.cfg.Now())
@@ -178,7 +160,7 @@ func (s *Server) handleExpireAPIKey(c echo.Context) error {
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: "invalid_request", Title: "Choose an expiry",
 			Message: "Nothing was changed: " + err.Error() + "."}
 	}
-	updated, err := s.store.UpdateAPIKeySettings(r.Context(), u.ID, k.ID, account.KeySettings{Label: k.Label, Policy: k.Policy, Expiry: expiry})
+	updated, err := s.changeKeySettings(c, u.ID, k, account.KeySettings{Label: k.Label, Policy: k.Policy, Expiry: expiry})
 	switch {
 	case errors.Is(err, account.ErrNotFound):
 		return errKeyNotFound
@@ -187,7 +169,6 @@ func (s *Server) handleExpireAPIKey(c echo.Context) error {
 	case err != nil:
 		return err
 	}
-	s.log.Info("API key expiry set", "user_id", u.ID, "api_key_id", k.ID, "request_id", c.Get(ctxReqID))
 	msg := "“" + templates.KeyLabel(updated) + "” now expires on " + templates.ExactTime(updated.ExpiresAt) + "."
 	back := "/account/api-keys"
 	if r.PostFormValue("next") == "key" {

@@ -27,6 +27,17 @@ func (s *Server) routes() {
 	// signed by the scanner.
 	e.GET("/api/v1/screenshots", s.handleSignedScreenshot, s.requireSignedLink, s.requireScope(account.ScopeScreenshots))
 	e.POST("/api/v1/secret-scanning/github", s.handleGitHubSecretScanning)
+	keysRead := []echo.MiddlewareFunc{s.requireAPIKey, s.requireScope(account.ScopeKeysRead)}
+	keysWrite := []echo.MiddlewareFunc{s.requireAPIKey, s.requireScope(account.ScopeKeysWrite)}
+	e.GET("/api/v1/keys", s.handleListKeys, keysRead...)
+	e.POST("/api/v1/keys", s.handleCreateKey, keysWrite...)
+	e.GET("/api/v1/keys/:id", s.handleGetKey, keysRead...)
+	e.PATCH("/api/v1/keys/:id", s.handlePatchKey, keysWrite...)
+	e.DELETE("/api/v1/keys/:id", s.handleDeleteKey, keysWrite...)
+	e.POST("/api/v1/keys/:id/rotate", s.handleRotateKey, keysWrite...)
+	// The API's description, for programs and for people; no key needed.
+	e.GET("/api/v1/openapi.json", s.handleOpenAPI)
+	e.GET("/docs/api", s.handleAPIDocs)
 
 	// Pages: a session, and a CSRF check on every state-changing request.
 	// Account pages first need someone signed in: a request without (a
