@@ -369,7 +369,7 @@ func TestAPIRenderErrorsCostNothing(t *testing.T) {
 		{&capture.ForbiddenError{Host: "internal.example", Reason: "a private address"}, 403, "forbidden_target"},
 		{&capture.OptionError{Field: "url", Message: "url must be an http or https URL"}, 400, "invalid_request"},
 	} {
-		t.Run(tc.code, func(t *testing.T) {
+		t.Run(tc.code+"/"+tc.err.Error(), func(t *testing.T) {
 			e := newTestEnv(t, withRenderer(&fakeRenderer{err: tc.err}))
 			b, email := e.signUp()
 			key, _ := createKeyHTMX(t, b, "errors")

@@ -82,7 +82,7 @@ func waitLive(tb testing.TB, c *store.Cached) {
 func seedKeys(b *testing.B, st *sqlite.Store, n, perUser int) []string {
 	b.Helper()
 	// A large page cache: the random hashes land all over the key indexes.
-	db, err := sql.Open("sqlite3", "file:"+st.Path()+"?_txlock=immediate&_busy_timeout=10000&_cache_size=-524288&_synchronous=OFF")
+	db, err := sql.Open("sqlite3", sqlite.DSN(st.Path(), "_txlock=immediate&_busy_timeout=10000&_cache_size=-524288&_synchronous=OFF"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func giveFindings(tb testing.TB, tab *keysTab) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	raw, err := sql.Open("sqlite3", "file:"+tab.store.(*sqlite.Store).Path()+"?_busy_timeout=10000")
+	raw, err := sql.Open("sqlite3", sqlite.DSN(tab.store.(*sqlite.Store).Path(), "_busy_timeout=10000"))
 	if err != nil {
 		tb.Fatal(err)
 	}

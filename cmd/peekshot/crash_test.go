@@ -19,6 +19,7 @@ import (
 
 	"github.com/peekshot/peekshot/account"
 	"github.com/peekshot/peekshot/apikey"
+	"github.com/peekshot/peekshot/store/sqlite"
 )
 
 // crashRounds is how many times TestCrashSafety kills the server: 20 in
@@ -410,7 +411,7 @@ func verifyAfterCrash(t *testing.T, db testDB, book *crashBook, credits map[stri
 	t.Helper()
 	ctx := context.Background()
 	if db.path != "" {
-		raw, err := sql.Open("sqlite3", "file:"+db.path+"?_busy_timeout=5000")
+		raw, err := sql.Open("sqlite3", sqlite.DSN(db.path, "_busy_timeout=5000"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -167,7 +167,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if fi, err := os.Stat(db.path + "-wal"); err == nil && fi.Size() > 0 {
 		t.Errorf("the WAL holds %d bytes after a clean stop", fi.Size())
 	}
-	raw, err := sql.Open("sqlite3", "file:"+db.path+"?mode=ro")
+	raw, err := sql.Open("sqlite3", sqlite.DSN(db.path, "mode=ro"))
 	if err != nil {
 		t.Fatal(err)
 	}

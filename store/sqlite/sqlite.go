@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -71,7 +72,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		// (an API key or user lookup) is not parsed and planned again
 		// every time: that was half its cost.
 		q.Set("_stmt_cache_size", "64")
-		return "file:" + path + "?" + q.Encode()
+		return DSN(path, q.Encode())
 	}
 	driver := cmp.Or(opts.Driver, "sqlite3")
 	// One writer, with immediate transactions: concurrent writers queue in
@@ -117,6 +118,20 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		write: write, read: read, path: path, created: created,
 	}, nil
 }
+
+// DSN is the driver's name for the database file at path with the query
+// (driver and SQLite parameters): a "file:" URI, so the path's %, ? and #
+// are escaped — unescaped, a ? would start the parameters early and a #
+// would cut the path short, opening another file.
+func DSN(path, query string) string {
+	dsn := "file:" + uriPath.Replace(path)
+	if query != "" {
+		dsn += "?" + query
+	}
+	return dsn
+}
+
+var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
 // readMmap is how much of the database file each reader maps: the most
 // SQLite allows by default, address space only (the kernel's page cache

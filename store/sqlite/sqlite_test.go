@@ -32,7 +32,7 @@ func TestConformance(t *testing.T) { storetest.Run(t, storetest.SQLite) }
 // show.
 func rawDB(t testing.TB, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=10000")
+	db, err := sql.Open("sqlite3", sqlite.DSN(path, "_busy_timeout=10000"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +77,32 @@ func TestReopenKeepsData(t *testing.T) {
 		if fi, _ := os.Stat(path + "-wal"); fi.Size() != 0 {
 			t.Logf("WAL of %d bytes while open", fi.Size())
 		}
+	}
+}
+
+// TestPathWithURICharacters: a folder whose name holds ?, # or % (a test's
+// temporary folder of a repeated subtest does) opens exactly that file —
+// unescaped, the DSN cut the path at the # and opened another database.
+func TestPathWithURICharacters(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "a#b?c%41d")
+	path := filepath.Join(dir, "peekshot.db")
+	s := open(t, path)
+	u := storetest.NewUser(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("nothing was made in %s (%v): the database went elsewhere", dir, err)
+	}
+	s = open(t, path)
+	defer s.Close()
+	if s.Created() {
+		t.Fatal("the database at that path was made again: the first one went elsewhere")
+	}
+	if got, err := s.UserByID(t.Context(), u.ID); err != nil || got.Email != u.Email {
+		t.Fatalf("user not found at that path: %+v %v", got, err)
 	}
 }
 

@@ -95,7 +95,7 @@ func SQLite(t testing.TB, clk *Clock) *Harness {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "peekshot.db")
 	s := OpenSQLite(t, path, clk)
-	raw, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=10000&_foreign_keys=on")
+	raw, err := sql.Open("sqlite3", sqlite.DSN(path, "_busy_timeout=10000&_foreign_keys=on"))
 	if err != nil {
 		t.Fatal(err)
 	}
