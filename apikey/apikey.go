@@ -118,6 +118,13 @@ func Parse(s string) (Hash, error) {
 
 // HashOf returns the SHA-256 of the whole key.
 func HashOf(key string) Hash {
+	// A key's bytes are copied to the stack: converting the string to a
+	// slice would allocate once per request.
+	var buf [64]byte
+	if len(key) <= len(buf) {
+		n := copy(buf[:], key)
+		return sha256.Sum256(buf[:n])
+	}
 	return sha256.Sum256([]byte(key))
 }
 
@@ -159,6 +166,12 @@ func crcString(s string) uint32 {
 	return ^crc
 }
 
-func isBase62(c byte) bool {
-	return '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z'
-}
+func isBase62(c byte) bool { return base62[c] }
+
+// base62 marks the bytes of the alphabet: one load per character.
+var base62 = func() (t [256]bool) {
+	for i := range len(alphabet) {
+		t[alphabet[i]] = true
+	}
+	return t
+}()

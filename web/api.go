@@ -103,8 +103,8 @@ func (s *Server) requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 
 // asKey runs the rest of a request authenticated as k, by its x-api-key
 // or by a signed link: from here on the request is the key's, counted in
-// its usage whatever becomes of it, its changes logged as the key's, and
-// the key's own state and policy checked before next.
+// its usage whatever becomes of it, its changes logged as the key's (see
+// actingContext), and the key's own state and policy checked before next.
 func (s *Server) asKey(c echo.Context, k account.APIKey, next echo.HandlerFunc) error {
 	r := c.Request()
 	now := s.cfg.Now()
@@ -114,12 +114,11 @@ func (s *Server) asKey(c echo.Context, k account.APIKey, next echo.HandlerFunc) 
 		ip = from.String()
 	}
 	agent := userAgent(r)
-	c.SetRequest(r.WithContext(account.WithActor(r.Context(), account.Actor{Kind: account.ActorKey, KeyMasked: k.Masked(), IP: ip, UserAgent: agent})))
 	checkErr := s.checkKey(k, now, from)
 	err := checkErr
 	s.usage.request(k.ID, now, ip, agent, err == nil)
 	if err == nil {
-		c.Set(ctxKey, &k)
+		c.Set(ctxKey, &keyRequest{key: k, ip: ip, agent: agent})
 		err = next(c)
 	}
 	code := ""

@@ -141,8 +141,6 @@ func seedKeys(b *testing.B, st *sqlite.Store, n, perUser int) []string {
 //   - valid-uncached: every call reads its key from SQLite (the key cache is
 //     emptied each time), the keys taken in random order from all of them,
 //     so the index is not all in SQLite's page cache either.
-//   - valid-uncached-unmapped: the same with the file read by system calls,
-//     as before the readers mapped it (sqlite.Options.NoMmap): the baseline.
 //   - unknown: a well-formed key that is not stored (never cached).
 //   - bad-checksum: refused by the checksum, before any lookup.
 func BenchmarkAPIKeyVerification(b *testing.B) {
@@ -150,14 +148,6 @@ func BenchmarkAPIKeyVerification(b *testing.B) {
 	keys := seedKeys(b, st, benchKeys(b), 10)
 	uncached, _ := benchServer(b, Config{}, false)
 	uncached.store = st
-	// The baseline: the same file read as before the readers mapped it.
-	unmapped, err := sqlite.Open(context.Background(), st.Path(), sqlite.Options{NoMmap: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { unmapped.Close() })
-	syscalls, _ := benchServer(b, Config{}, false)
-	syscalls.store = unmapped
 	mw := srv.requireAPIKey(func(echo.Context) error { return nil })
 
 	loop := func(b *testing.B, mw echo.HandlerFunc, keys []string) {
@@ -178,9 +168,6 @@ func BenchmarkAPIKeyVerification(b *testing.B) {
 	}
 	b.Run("valid-uncached", func(b *testing.B) {
 		loop(b, uncached.requireAPIKey(func(echo.Context) error { return nil }), keys)
-	})
-	b.Run("valid-uncached-unmapped", func(b *testing.B) {
-		loop(b, syscalls.requireAPIKey(func(echo.Context) error { return nil }), keys)
 	})
 	b.Run("valid", func(b *testing.B) {
 		loop(b, mw, keys[:1000])

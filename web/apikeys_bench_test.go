@@ -34,9 +34,6 @@ type queryLog struct {
 }
 
 func (l *queryLog) add(q string) {
-	if strings.HasPrefix(q, "PRAGMA ") {
-		return // a new connection's set-up, not a query of the page
-	}
 	l.mu.Lock()
 	l.queries = append(l.queries, strings.Join(strings.Fields(q), " "))
 	l.mu.Unlock()

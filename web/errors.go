@@ -97,6 +97,9 @@ func (s *Server) renderErrorPage(c echo.Context, he *httpError) error {
 
 // classify maps any error to what the user is told.
 func classify(err error) *httpError {
+	if he, ok := err.(*httpError); ok {
+		return he // the common case, without errors.As's allocation
+	}
 	var he *httpError
 	if errors.As(err, &he) {
 		return he

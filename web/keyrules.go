@@ -41,7 +41,7 @@ func (s *Server) createKey(c echo.Context, userID int64, ks account.KeySettings)
 	if err != nil {
 		return "", account.APIKey{}, err
 	}
-	k, err := s.store.CreateAPIKey(c.Request().Context(), account.NewAPIKey{UserID: userID, Label: ks.Label, Key: key, Policy: ks.Policy, Expiry: ks.Expiry})
+	k, err := s.store.CreateAPIKey(actingContext(c), account.NewAPIKey{UserID: userID, Label: ks.Label, Key: key, Policy: ks.Policy, Expiry: ks.Expiry})
 	if err != nil {
 		return "", account.APIKey{}, err
 	}
@@ -56,7 +56,7 @@ func (s *Server) changeKeySettings(c echo.Context, userID int64, k account.APIKe
 	if k.Status(s.cfg.Now()) == account.KeyExpired {
 		return account.APIKey{}, account.ErrKeyExpired
 	}
-	updated, err := s.store.UpdateAPIKeySettings(c.Request().Context(), userID, k.ID, ks)
+	updated, err := s.store.UpdateAPIKeySettings(actingContext(c), userID, k.ID, ks)
 	if err != nil {
 		return account.APIKey{}, err
 	}
@@ -67,7 +67,7 @@ func (s *Server) changeKeySettings(c echo.Context, userID int64, k account.APIKe
 // setKeyActive deactivates or activates one of the user's keys, at once;
 // an expired key can't be activated (account.ErrKeyExpired).
 func (s *Server) setKeyActive(c echo.Context, userID, keyID int64, active bool) (account.APIKey, error) {
-	k, err := s.store.SetAPIKeyActive(c.Request().Context(), userID, keyID, active)
+	k, err := s.store.SetAPIKeyActive(actingContext(c), userID, keyID, active)
 	if err != nil {
 		return k, err
 	}
@@ -86,7 +86,7 @@ func (s *Server) rotateKey(c echo.Context, userID, keyID int64, grace account.Gr
 	if err != nil {
 		return "", account.APIKey{}, account.APIKey{}, err
 	}
-	old, repl, err := s.store.RotateAPIKey(c.Request().Context(), userID, keyID, next, grace)
+	old, repl, err := s.store.RotateAPIKey(actingContext(c), userID, keyID, next, grace)
 	if err != nil {
 		return "", account.APIKey{}, account.APIKey{}, err
 	}
@@ -97,7 +97,7 @@ func (s *Server) rotateKey(c echo.Context, userID, keyID int64, grace account.Gr
 // deleteKey removes one of the user's keys for good, refused by the API
 // from the next request on.
 func (s *Server) deleteKey(c echo.Context, userID, keyID int64) error {
-	if err := s.store.DeleteAPIKey(c.Request().Context(), userID, keyID); err != nil {
+	if err := s.store.DeleteAPIKey(actingContext(c), userID, keyID); err != nil {
 		return err
 	}
 	s.log.Info("API key deleted", "user_id", userID, "api_key_id", keyID, "request_id", c.Get(ctxReqID))

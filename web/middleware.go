@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -232,7 +233,31 @@ func currentUser(c echo.Context) *account.User {
 	return u
 }
 
+// keyRequest is a request made with an API key that passed its checks:
+// the key, and the client it came from.
+type keyRequest struct {
+	key   account.APIKey
+	ip    string
+	agent string
+}
+
 func currentKey(c echo.Context) *account.APIKey {
-	k, _ := c.Get(ctxKey).(*account.APIKey)
-	return k
+	if kr, ok := c.Get(ctxKey).(*keyRequest); ok {
+		return &kr.key
+	}
+	return nil
+}
+
+// actingContext is the request's context carrying who acts, for the
+// activity log the store writes with every change: the signed-in person
+// (loadSession puts them in the request's context) or the request's API
+// key. The key's actor is made here, only for a request that changes
+// something: most API requests change nothing, and checking a key stays
+// free of the allocations a new request context costs.
+func actingContext(c echo.Context) context.Context {
+	ctx := c.Request().Context()
+	if kr, ok := c.Get(ctxKey).(*keyRequest); ok {
+		return account.WithActor(ctx, account.Actor{Kind: account.ActorKey, KeyMasked: kr.key.Masked(), IP: kr.ip, UserAgent: kr.agent})
+	}
+	return ctx
 }

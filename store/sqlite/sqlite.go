@@ -9,7 +9,6 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -38,9 +37,6 @@ type Options struct {
 	// Driver is the database/sql driver name (default "sqlite3"); tests
 	// register a wrapper of it to count queries.
 	Driver string
-	// NoMmap reads pages with system calls instead of mapping the file,
-	// as before: the baseline of the key lookup benchmark.
-	NoMmap bool
 }
 
 // Store is the store on one SQLite file.
@@ -96,15 +92,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	// Readers keep up to 16 MB of pages each (SQLite's default is 2 MB), so
 	// the API key index of a large install stays in memory; only pages
-	// actually read take memory. They also map the file into memory: a
-	// page not in that cache is then read from the kernel's page cache
-	// without a system call and a copy — at a million keys, where the key
-	// index outgrows the cache, that is most of an uncached key lookup.
-	mmap := int64(readMmap)
-	if opts.NoMmap {
-		mmap = 0
-	}
-	read, err := openWith(driver, dsn("deferred")+"&mode=ro&_cache_size=-16384", fmt.Sprintf("PRAGMA mmap_size = %d", mmap))
+	// actually read take memory. (Mapping the file, PRAGMA mmap_size, took
+	// another tenth off a lookup at a million keys, but turns an I/O error
+	// into a SIGBUS that kills the process: not worth it.)
+	read, err := sql.Open(driver, dsn("deferred")+"&mode=ro&_cache_size=-16384")
 	if err != nil {
 		write.Close()
 		return nil, fmt.Errorf("open store: %w", err)
@@ -132,51 +123,6 @@ func DSN(path, query string) string {
 }
 
 var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
-
-// readMmap is how much of the database file each reader maps: the most
-// SQLite allows by default, address space only (the kernel's page cache
-// holds the pages, shared by every connection).
-const readMmap = 2 << 30
-
-// openWith opens a pool of the driver whose every new connection first
-// runs the pragmas, for settings its DSN can't carry.
-func openWith(driverName, dsn string, pragmas ...string) (*sql.DB, error) {
-	probe, err := sql.Open(driverName, "")
-	if err != nil {
-		return nil, err
-	}
-	drv := probe.Driver()
-	probe.Close()
-	return sql.OpenDB(pragmaConnector{drv: drv, dsn: dsn, pragmas: pragmas}), nil
-}
-
-// pragmaConnector opens connections of drv and runs pragmas on each.
-type pragmaConnector struct {
-	drv     driver.Driver
-	dsn     string
-	pragmas []string
-}
-
-func (c pragmaConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := c.drv.Open(c.dsn)
-	if err != nil {
-		return nil, err
-	}
-	ex, ok := conn.(driver.ExecerContext)
-	if !ok {
-		conn.Close()
-		return nil, fmt.Errorf("sqlite driver %T can't run pragmas", conn)
-	}
-	for _, p := range c.pragmas {
-		if _, err := ex.ExecContext(ctx, p, nil); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-	}
-	return conn, nil
-}
-
-func (c pragmaConnector) Driver() driver.Driver { return c.drv }
 
 // migrate brings the schema up to date with goose and reports whether it
 // was made just now. A database made by the first release, which kept its
