@@ -63,9 +63,12 @@ bench: chromium generate
 # direct chromedp renders, and the peers (today's settings on chromium, a
 # direct chromedp server and a Playwright server, which npm installs into
 # cmd/peekshot-load/playwright/node_modules the first time), in about seven
-# minutes. See docs/performance.md.
+# minutes. See docs/performance.md. LOAD_FLAGS adds flags, e.g.
+# LOAD_FLAGS='-database-url postgres://postgres@127.0.0.1:5432/peekshot_load -sections http'
+# for the HTTP section on PostgreSQL.
+LOAD_FLAGS ?=
 load: chromium build
-	$(GO) run ./cmd/peekshot-load -bin $(BIN) -chrome $(HEADLESS_SHELL) -baseline-chrome $(CHROMIUM)
+	$(GO) run ./cmd/peekshot-load -bin $(BIN) -chrome $(HEADLESS_SHELL) -baseline-chrome $(CHROMIUM) $(LOAD_FLAGS)
 
 generate:
 	$(GO) tool templ generate -log-level error

@@ -56,6 +56,7 @@ type settings struct {
 	renderPause    time.Duration // idle time between those renders
 	renderFor      time.Duration // length of each render throughput phase
 	peers          peerSettings
+	databaseURL    string // PostgreSQL for the server, instead of a SQLite file
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -85,6 +86,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	flags.IntVar(&s.peers.rounds, "peers-rounds", 3, "rounds of the peers section")
 	flags.DurationVar(&s.peers.each, "peers-duration", 3*time.Second, "back to back renders per contender, page and number of clients, in each round")
 	flags.StringVar(&clients, "peers-clients", "1,2,4", "numbers of clients of the peers section")
+	flags.StringVar(&s.databaseURL, "database-url", "", "PostgreSQL (postgres://…) for the server instead of a SQLite file in a temporary folder")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -109,7 +111,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New("the peers section needs at least 3 rounds (-peers-rounds) and 1 and 2 clients (-peers-clients) for its targets")
 	}
 
-	srv, err := startServer(ctx, s.bin, s.chrome)
+	srv, err := startServer(ctx, s.bin, s.chrome, s.databaseEnv()...)
 	if err != nil {
 		return err
 	}
@@ -148,6 +150,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	r.summary()
 	return nil
+}
+
+// databaseEnv is the environment that puts a server on -database-url:
+// every server of the run shares it, and the session secret PostgreSQL
+// requires.
+func (s settings) databaseEnv() []string {
+	if s.databaseURL == "" {
+		return nil
+	}
+	return []string{"PEEKSHOT_DATABASE_URL=" + s.databaseURL, "PEEKSHOT_SESSION_SECRET=peekshot-load-run-session-secret-0123456789"}
 }
 
 // httpSection measures memory and HTTP throughput.
@@ -203,7 +215,7 @@ func rendersSection(ctx context.Context, s settings, r *report, srv *server, key
 // peersSection starts today's settings and the two peers next to srv and
 // measures them all.
 func peersSection(ctx context.Context, s settings, r *report, srv *server, key string) error {
-	base, err := startServer(ctx, s.bin, s.baselineChrome, capture.BaselineEnv+"=1")
+	base, err := startServer(ctx, s.bin, s.baselineChrome, append(s.databaseEnv(), capture.BaselineEnv+"=1")...)
 	if err != nil {
 		return fmt.Errorf("today's settings: %w", err)
 	}

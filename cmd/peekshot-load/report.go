@@ -16,8 +16,8 @@ type report struct {
 }
 
 func (r *report) header(srv *server) {
-	fmt.Fprintf(r.out, "PeekShot load run, %s: %d CPUs, %s/%s, %s, server %s on %s\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), srv.bin, strings.TrimPrefix(srv.url, "http://"))
+	fmt.Fprintf(r.out, "PeekShot load run, %s: %d CPUs, %s/%s, %s, server %s on %s, database %s\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), srv.bin, strings.TrimPrefix(srv.url, "http://"), srv.database())
 }
 
 // verdict says whether a figure meets its target and remembers misses.

@@ -30,6 +30,20 @@ type server struct {
 	stderr       *bytes.Buffer
 	exited       chan struct{}
 	client       *http.Client // keeps the session cookie
+	env          []string     // the server's own settings, for the CLI too
+}
+
+// database says which database the server runs on, without credentials.
+func (s *server) database() string {
+	for _, e := range s.env {
+		if v, ok := strings.CutPrefix(e, "PEEKSHOT_DATABASE_URL="); ok {
+			if u, err := url.Parse(v); err == nil {
+				return "PostgreSQL " + u.Host + u.Path
+			}
+			return "PostgreSQL"
+		}
+	}
+	return "SQLite " + s.db
 }
 
 // startServer starts bin serve on a free loopback port, rendering with
@@ -54,6 +68,7 @@ func startServer(ctx context.Context, bin, chrome string, env ...string) (*serve
 		"PEEKSHOT_LOG_FORMAT=json",
 	)
 	s.cmd.Env = append(s.cmd.Env, env...)
+	s.env = env
 	s.cmd.Stderr = s.stderr
 	// The log (a line per request) goes to a file, as it would in
 	// production, rather than through a pipe that this program would have
@@ -220,7 +235,9 @@ func (s *server) post(from, path string, form url.Values) error {
 // a person does, and returns the key the page shows once.
 func (s *server) signUpWithKey() (string, error) {
 	if err := s.post("/signup", "/signup", url.Values{
-		"email": {"load@example.com"}, "password": {"load run password"}, "name": {"Load"},
+		// A new account each run: a database given with -database-url
+		// may hold the last run's.
+		"email": {fmt.Sprintf("load-%d@example.com", time.Now().UnixNano())}, "password": {"load run password"}, "name": {"Load"},
 	}); err != nil {
 		return "", err
 	}
@@ -241,10 +258,11 @@ func (s *server) signUpWithKey() (string, error) {
 // addCredits gives the account enough credits for the renders: a coupon
 // made with the CLI, redeemed through the form.
 func (s *server) addCredits(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, s.bin, "coupon", "create", "--code", "LOADRUN", "--credits", "100000")
-	cmd.Env = append(os.Environ(), "PEEKSHOT_DB="+s.db)
+	code := fmt.Sprintf("LOAD%d", time.Now().UnixNano())
+	cmd := exec.CommandContext(ctx, s.bin, "coupon", "create", "--code", code, "--credits", "100000")
+	cmd.Env = append(append(os.Environ(), "PEEKSHOT_DB="+s.db), s.env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("coupon create: %w: %s", err, out)
 	}
-	return s.post("/account/coupons", "/account/coupons/redeem", url.Values{"code": {"LOADRUN"}})
+	return s.post("/account/coupons", "/account/coupons/redeem", url.Values{"code": {code}})
 }
