@@ -452,8 +452,6 @@ type KeyPageProps struct {
 	Chart    UsageChart
 	// Recent is the key's latest activity.
 	Recent []account.Activity
-	// Replacement is the key that replaced this one, for a rotated key.
-	Replacement *account.APIKey
 	// Signing is the key's signing secret for signed links; nil: none.
 	Signing *account.SigningSecret
 	// SigningReveal is a new signing secret, shown once.
@@ -542,55 +540,79 @@ func prefixesText(ps []netip.Prefix) []string {
 	return out
 }
 
-// RetirementText says when a rotated key stops working, as the list and
-// its page show it: for grace auto, what the retirement waits for.
-func RetirementText(k account.APIKey, replacement *account.APIKey, now time.Time) string {
-	if !k.AutoRetire {
-		return "Stops working " + RelTime(k.RetiresAt, now) + " (" + ExactTime(k.RetiresAt) + ")."
-	}
+// retirement is what a rotated key's retirement waits for.
+type retirement int
+
+const (
+	retiresAtTime       retirement = iota // a grace period chosen as a time
+	waitsForReplacement                   // grace auto: the new key's first request
+	waitsForQuiet                         // grace auto: an hour after its own last use
+	replacementGone                       // grace auto, its replacement deleted: the limit
+)
+
+// retirementOf reads a rotated key's retirement from the key itself, and
+// its grace auto limit: the lifecycle job moves RetiresAt before the
+// limit once the replacement was used.
+func retirementOf(k account.APIKey) (retirement, time.Time) {
 	limit := k.RotatedAt.Add(account.AutoGraceMax)
-	if k.ReplacedBy == 0 {
+	switch {
+	case !k.AutoRetire:
+		return retiresAtTime, k.RetiresAt
+	case k.ReplacedBy == 0:
+		return replacementGone, limit
+	case !k.RetiresAt.Before(limit):
+		return waitsForReplacement, limit
+	}
+	return waitsForQuiet, limit
+}
+
+// lastUseText is a rotated key's last use, for its retirement.
+func lastUseText(k account.APIKey, now time.Time, never string) string {
+	if k.LastUsedAt.IsZero() {
+		return never
+	}
+	return "last used " + RelTime(k.LastUsedAt, now)
+}
+
+// RetirementText says when a rotated key stops working, as its page shows
+// it: for grace auto, what the retirement waits for.
+func RetirementText(k account.APIKey, now time.Time) string {
+	switch r, limit := retirementOf(k); r {
+	case replacementGone:
 		return "Its replacement was deleted, so nothing will take over from it: it stops working at the 7-day limit, " + ExactTime(limit) + "."
-	}
-	if replacement == nil || replacement.FirstUsedAt.IsZero() {
+	case waitsForReplacement:
 		return "Retires an hour after its last use once its replacement is used, by " + ExactTime(limit) + " at the latest. The replacement hasn't been used yet."
+	case waitsForQuiet:
+		return "Retires 1 h after its last use — " + lastUseText(k, now, "it hasn't been used since the rotation") + ": " + RelTime(k.RetiresAt, now) + " (" + ExactTime(k.RetiresAt) + ")."
 	}
-	last := "it hasn't been used since the rotation"
-	if !k.LastUsedAt.IsZero() {
-		last = "last used " + RelTime(k.LastUsedAt, now)
-	}
-	return "Retires 1 h after its last use — " + last + ": " + RelTime(k.RetiresAt, now) + " (" + ExactTime(k.RetiresAt) + ")."
+	return "Stops working " + RelTime(k.RetiresAt, now) + " (" + ExactTime(k.RetiresAt) + ")."
 }
 
 // RetiringBadge is what a rotated key's badge in the list says, and its
 // tooltip: with grace auto, whether it still waits for the replacement.
 func RetiringBadge(k account.APIKey, now time.Time) (text, title string) {
-	if !k.AutoRetire {
-		return "Retiring " + RelTime(k.RetiresAt, now), "Rotated: the old key stops working " + ExactTime(k.RetiresAt)
-	}
-	limit := k.RotatedAt.Add(account.AutoGraceMax)
-	if !k.RetiresAt.Before(limit) {
+	switch r, limit := retirementOf(k); r {
+	case waitsForReplacement:
 		return "Retires when quiet", "Rotated with grace auto: it retires an hour after its last use once its replacement is used, by " + ExactTime(limit) + " at the latest"
+	case waitsForQuiet:
+		return "Retiring " + RelTime(k.RetiresAt, now), "Rotated with grace auto: its replacement is in use, so it retires an hour after its own last use, " + ExactTime(k.RetiresAt) + " unless it is used again"
 	}
-	return "Retiring " + RelTime(k.RetiresAt, now), "Rotated with grace auto: its replacement is in use, so it retires an hour after its own last use, " + ExactTime(k.RetiresAt) + " unless it is used again"
+	return "Retiring " + RelTime(k.RetiresAt, now), "Rotated: the old key stops working " + ExactTime(k.RetiresAt)
 }
 
 // RetiringNote is the line under a rotated key's badge in the list that
 // says what a grace auto retirement waits for (SPEC §2): the new key's
 // first request, or an hour without use; "" for another grace period.
 func RetiringNote(k account.APIKey, now time.Time) string {
-	if !k.AutoRetire {
-		return ""
-	}
-	limit := k.RotatedAt.Add(account.AutoGraceMax)
-	if !k.RetiresAt.Before(limit) {
+	switch r, limit := retirementOf(k); r {
+	case replacementGone:
+		return "Its replacement was deleted: stops " + RelTime(limit, now)
+	case waitsForReplacement:
 		return "Waits for the new key's first request; " + RelTime(limit, now) + " at the latest"
+	case waitsForQuiet:
+		return "Retires 1 h after its last use — " + lastUseText(k, now, "not used since the rotation")
 	}
-	last := "not used since the rotation"
-	if !k.LastUsedAt.IsZero() {
-		last = "last used " + RelTime(k.LastUsedAt, now)
-	}
-	return "Retires 1 h after its last use — " + last
+	return ""
 }
 
 // ActorText is who did something, for the activity log.

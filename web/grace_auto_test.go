@@ -159,3 +159,28 @@ func TestGraceAutoSevenDaysAtTheLatest(t *testing.T) {
 		}
 	}
 }
+
+// TestGraceAutoReplacementDeleted: when the new key of a grace auto
+// rotation is deleted, nothing will take over from the old one, so it
+// waits for nobody: the row and its page say it stops at the 7-day limit,
+// and it does.
+func TestGraceAutoReplacementDeleted(t *testing.T) {
+	e := insightEnv(t, laterDay(1, 8*time.Hour))
+	b, _ := e.signUp()
+	oldKey, oldID := createKeyHTMX(t, b, "Billing worker")
+	_, newID := rotateAuto(t, b, oldID)
+	limit := e.clock.Now().Add(account.AutoGraceMax)
+	expectStatus(t, b.post(keyPath(newID)+"/delete", url.Values{}), http.StatusSeeOther)
+
+	badge, note, page := retirementTexts(t, b, oldID)
+	if !strings.HasPrefix(badge, "Retiring in ") || !strings.Contains(note, "replacement was deleted") ||
+		!strings.Contains(page, "replacement was deleted") || !strings.Contains(page, limit.UTC().Format("2 Jan 2006")) {
+		t.Fatalf("after its replacement was deleted: badge %q, note %q, page %q", badge, note, page)
+	}
+	e.clock.Add(account.AutoGraceMax - time.Minute)
+	e.lifecycles()
+	expectStatus(t, e.apiCall("GET", "/api/v1/me", oldKey, ""), 200)
+	e.clock.Add(2 * time.Minute)
+	e.lifecycles()
+	expectAPIError(t, e.apiCall("GET", "/api/v1/me", oldKey, ""), 401, "api_key_expired")
+}

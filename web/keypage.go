@@ -56,7 +56,7 @@ func (s *Server) renderKeyPageReveal(c echo.Context, status int, k account.APIKe
 }
 
 // keyPageProps is everything the key's page shows around its settings
-// form: the last 30 days, its latest activity, and its replacement.
+// form: its signing secret, the last 30 days and its latest activity.
 func (s *Server) keyPageProps(c echo.Context, k account.APIKey, form templates.SettingsForm) (templates.KeyPageProps, error) {
 	ctx := c.Request().Context()
 	now := s.cfg.Now()
@@ -75,16 +75,6 @@ func (s *Server) keyPageProps(c echo.Context, k account.APIKey, form templates.S
 	p.Chart = templates.NewUsageChart(s.usage.overlayDays(k.ID, days), now)
 	if p.Recent, err = s.store.Activity(ctx, u.ID, account.ActivityFilter{KeyID: k.ID, Limit: 8}); err != nil {
 		return p, err
-	}
-	if k.ReplacedBy != 0 {
-		repl, err := s.store.APIKey(ctx, u.ID, k.ReplacedBy)
-		if err == nil {
-			one := []account.APIKey{repl}
-			s.usage.overlay(one)
-			p.Replacement = &one[0]
-		} else if !errors.Is(err, account.ErrNotFound) {
-			return p, err
-		}
 	}
 	return p, nil
 }
@@ -114,13 +104,8 @@ func (s *Server) handleKeySettings(c echo.Context) error {
 		return s.renderKeyPage(c, http.StatusUnprocessableEntity, k, form)
 	}
 	updated, err := s.changeKeySettings(c, u.ID, k, ks)
-	switch {
-	case errors.Is(err, account.ErrNotFound):
-		return errKeyNotFound
-	case errors.Is(err, account.ErrKeyExpired):
-		return expiredKeySettings(k)
-	case err != nil:
-		return err
+	if err != nil {
+		return settingsChangeRefused(err, k)
 	}
 	msg := "Settings of “" + templates.KeyLabel(updated) + "” saved. They apply from the key's next request."
 	if !isHTMX(c) {
@@ -130,6 +115,18 @@ func (s *Server) handleKeySettings(c echo.Context) error {
 	return s.renderKeyPage(c, http.StatusOK, updated,
 		templates.SettingsForm{Label: updated.Label, Policy: templates.PolicyFormOf(updated, s.cfg.RateLimit, s.cfg.Now())},
 		templates.Flash{Kind: templates.FlashSuccess, Message: msg})
+}
+
+// settingsChangeRefused is the page's answer to a settings change of k the
+// store refused: gone, or expired meanwhile.
+func settingsChangeRefused(err error, k account.APIKey) error {
+	switch {
+	case errors.Is(err, account.ErrNotFound):
+		return errKeyNotFound
+	case errors.Is(err, account.ErrKeyExpired):
+		return expiredKeySettings(k)
+	}
+	return err
 }
 
 // expiredKeySettings refuses a change to an expired key.
@@ -161,13 +158,8 @@ func (s *Server) handleExpireAPIKey(c echo.Context) error {
 			Message: "Nothing was changed: " + err.Error() + "."}
 	}
 	updated, err := s.changeKeySettings(c, u.ID, k, account.KeySettings{Label: k.Label, Policy: k.Policy, Expiry: expiry})
-	switch {
-	case errors.Is(err, account.ErrNotFound):
-		return errKeyNotFound
-	case errors.Is(err, account.ErrKeyExpired):
-		return expiredKeySettings(k)
-	case err != nil:
-		return err
+	if err != nil {
+		return settingsChangeRefused(err, k)
 	}
 	msg := "“" + templates.KeyLabel(updated) + "” now expires on " + templates.ExactTime(updated.ExpiresAt) + "."
 	back := "/account/api-keys"

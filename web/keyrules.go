@@ -50,12 +50,9 @@ func (s *Server) createKey(c echo.Context, userID int64, ks account.KeySettings)
 }
 
 // changeKeySettings gives one of the user's keys a new label, policy and
-// expiry, from its very next request on. An expired key can't change
+// expiry, from its very next request on. The store refuses an expired key
 // (account.ErrKeyExpired): nothing about it would work again.
 func (s *Server) changeKeySettings(c echo.Context, userID int64, k account.APIKey, ks account.KeySettings) (account.APIKey, error) {
-	if k.Status(s.cfg.Now()) == account.KeyExpired {
-		return account.APIKey{}, account.ErrKeyExpired
-	}
 	updated, err := s.store.UpdateAPIKeySettings(actingContext(c), userID, k.ID, ks)
 	if err != nil {
 		return account.APIKey{}, err
