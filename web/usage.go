@@ -136,17 +136,16 @@ func (u *usageRecorder) restore(batch []account.KeyUsage) {
 // overlay adds not-yet-flushed usage to keys read from the database, so the
 // API Keys tab is exact at every moment.
 func (u *usageRecorder) overlay(keys []account.APIKey) {
+	byID := make(map[int64]*account.APIKey, len(keys))
+	for i := range keys {
+		byID[keys[i].ID] = &keys[i]
+	}
+	// One pass over the pending usage, which may hold every busy key of
+	// the instance, under the lock the API's requests take too.
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if len(u.pending) == 0 {
-		return
-	}
-	for i := range keys {
-		k := &keys[i]
-		for slot, e := range u.pending {
-			if slot.key != k.ID {
-				continue
-			}
+	for slot, e := range u.pending {
+		if k := byID[slot.key]; k != nil {
 			k.RequestCount += e.Accepted
 			if e.LastUsed.After(k.LastUsedAt) {
 				k.LastUsedAt, k.LastIP, k.LastUserAgent = e.LastUsed.Truncate(time.Second), e.LastIP, e.LastAgent
