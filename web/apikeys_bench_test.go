@@ -203,11 +203,11 @@ func benchPage(b *testing.B, tab *keysTab, path string, check func(body string))
 	}
 }
 
-// TestAPIKeysTabIsOneQuery: the tab reads its keys in one query, their
+// TestAPIKeysTabQueriesDontGrow: the tab reads its keys in one query, their
 // health (the client addresses per day) in one more and the keys reported
 // leaked (for the banner and health) in a third, whatever their number,
 // not one per key.
-func TestAPIKeysTabIsOneQuery(t *testing.T) {
+func TestAPIKeysTabQueriesDontGrow(t *testing.T) {
 	counted := func(n int) (total int, keyQueries []string) {
 		all, keyQueries, body := tabQueries(t, n, nil)
 		if rows := strings.Count(body, `<tr id="key-`); rows != n {
