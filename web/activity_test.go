@@ -466,3 +466,31 @@ func TestActivityFailedSignInsAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestActivityOfADeletedKey: a deleted key's entries stay in the log, and
+// filtering by its id still finds them, the filter naming the key as it
+// was; the CSV holds the same.
+func TestActivityOfADeletedKey(t *testing.T) {
+	e := insightEnv(t, laterDay(1, 8*time.Hour))
+	b, _ := e.signUp()
+	_, gone := createKeyHTMX(t, b, "Old CI")
+	createKeyHTMX(t, b, "Kept")
+	expectStatus(t, b.post(keyPath(gone)+"/delete", url.Values{}), http.StatusSeeOther)
+
+	query := "?key=" + strconv.FormatInt(gone, 10)
+	d := b.get("/account/activity" + query).doc(t)
+	rows := activityRows(t, d)
+	if got := rowEvents(rows); !slices.Equal(got, []string{"key.deleted", "key.created"}) {
+		t.Fatalf("the deleted key's entries: %v", got)
+	}
+	if rows[0].key != "Old CI" {
+		t.Fatalf("its entries name the key %q", rows[0].key)
+	}
+	selected := strings.TrimSpace(d.Find(`[data-testid="activity-filter-key"] option[selected]`).Text())
+	if selected != "Old CI (deleted)" {
+		t.Fatalf("the key filter shows %q, want the deleted key by its label", selected)
+	}
+	if csv := activityCSV(t, b, query); len(csv) != 2 || csv[0][1] != "key.deleted" || csv[1][1] != "key.created" {
+		t.Fatalf("the CSV of the deleted key: %v", csv)
+	}
+}
