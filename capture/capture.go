@@ -66,12 +66,6 @@ type Renderer interface {
 	Render(ctx context.Context, job Job) (Image, error)
 }
 
-// RendererFunc adapts a function to Renderer, for fakes in handler tests.
-type RendererFunc func(ctx context.Context, job Job) (Image, error)
-
-// Render calls f.
-func (f RendererFunc) Render(ctx context.Context, job Job) (Image, error) { return f(ctx, job) }
-
 // Job is one render request: exactly one of URL and HTML is set. Account is
 // whose job it is, for the fair queue: jobs of one account wait in one line
 // (0 is an account like any other).

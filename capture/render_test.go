@@ -12,11 +12,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 )
 
-// Both implementations satisfy the interface the web layer uses.
-var (
-	_ Renderer = (*Chromium)(nil)
-	_ Renderer = RendererFunc(nil)
-)
+// Chromium is what the web layer renders with.
+var _ Renderer = (*Chromium)(nil)
 
 // colourPage paints a red body with a 50×50 blue box at the top-left.
 const colourPage = `<!doctype html><html><head><style>

@@ -70,9 +70,3 @@ func (s *Server) policyForm(in account.PolicyInput, errs templates.FieldErrors, 
 	}
 	return f
 }
-
-// newPolicyForm is the create form's policy fields before anything was
-// typed.
-func (s *Server) newPolicyForm() templates.PolicyForm {
-	return templates.PolicyForm{RateMax: s.cfg.RateLimit, Today: s.cfg.Now()}
-}

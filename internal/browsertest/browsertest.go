@@ -115,11 +115,6 @@ func Text(selector string) chromedp.Action[string] {
 	return chromedp.Text(selector, CSS(selector), chromedp.NodeVisible)
 }
 
-// Value is the value of the input matching a CSS selector.
-func Value(selector string) chromedp.Action[string] {
-	return chromedp.Value(selector, CSS(selector))
-}
-
 // Screenshot saves a PNG of the page to dir/name.png when dir is set; it
 // is how the README's pictures and the design reviews are made.
 func Screenshot(dir, name string) chromedp.Action[chromedp.Void] {
