@@ -90,11 +90,15 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
 	}
-	// Readers keep up to 16 MB of pages each (SQLite's default is 2 MB), so
-	// the API key index of a large install stays in memory; only pages
-	// actually read take memory. (Mapping the file, PRAGMA mmap_size, took
-	// another tenth off a lookup at a million keys, but turns an I/O error
-	// into a SIGBUS that kills the process: not worth it.)
+	// Readers keep up to 16 MB of pages each (SQLite's default is 2 MB);
+	// only pages actually read take memory. A reader drops all of them when
+	// another connection has committed since its last read (the usage
+	// flush does every second), so they save re-reading within a second;
+	// beyond that the operating system's cache holds the file and a page
+	// costs a pread. (Mapping the file, PRAGMA mmap_size, saved that copy,
+	// a tenth of a lookup at a million keys, but turns an I/O error into a
+	// SIGBUS that kills the process, losing the unwritten usage: not worth
+	// it.)
 	read, err := sql.Open(driver, dsn("deferred")+"&mode=ro&_cache_size=-16384")
 	if err != nil {
 		write.Close()

@@ -183,7 +183,7 @@ func ownKey(t *tx, userID, keyID int64) (account.APIKey, error) {
 // (no usage, creation time or rotation link), from an index that holds
 // them all, so the table itself is not read.
 func (db *DB) APIKeyByHash(ctx context.Context, hash apikey.Hash) (account.APIKey, error) {
-	k, err := scanAuthKey(db.row(ctx, `SELECT `+authKeyColumns+` FROM `+db.d.APIKeyByHashFrom()+` WHERE key_hash = ?`, hash[:]))
+	k, err := scanAuthKey(db.read.QueryRowContext(ctx, db.byHash, hash[:]))
 	if err != nil {
 		return account.APIKey{}, db.fail("API key by hash", err)
 	}

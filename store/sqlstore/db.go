@@ -67,6 +67,10 @@ type DB struct {
 	mu      sync.RWMutex
 	queries map[string]string // ? queries in the dialect's placeholders
 
+	// byHash is the query of every API request (APIKeyByHash), in the
+	// dialect's placeholders, made once.
+	byHash string
+
 	subMu sync.RWMutex
 	subs  map[int]func(store.Change)
 	subN  int
@@ -78,7 +82,8 @@ func New(write, read *sql.DB, d Dialect, now func() time.Time) *DB {
 	if now == nil {
 		now = time.Now
 	}
-	return &DB{write: write, read: read, d: d, now: now, queries: make(map[string]string), subs: make(map[int]func(store.Change))}
+	return &DB{write: write, read: read, d: d, now: now, queries: make(map[string]string), subs: make(map[int]func(store.Change)),
+		byHash: d.Placeholders(`SELECT ` + authKeyColumns + ` FROM ` + d.APIKeyByHashFrom() + ` WHERE key_hash = ?`)}
 }
 
 // Subscribe calls fn with every change this process commits, right after

@@ -23,17 +23,23 @@ func (r *policyRow) dest() []any { return []any{&r.scopes, &r.ips, &r.targets, &
 
 func (r policyRow) policy() account.Policy {
 	var p account.Policy
-	for _, s := range strings.Split(r.scopes, ",") {
-		if s != "" {
-			p.Scopes = append(p.Scopes, account.Scope(s))
+	if r.scopes != "" {
+		p.Scopes = make([]account.Scope, 0, strings.Count(r.scopes, ",")+1)
+		for s := range strings.SplitSeq(r.scopes, ",") {
+			if s != "" {
+				p.Scopes = append(p.Scopes, account.Scope(s))
+			}
 		}
 	}
-	for _, line := range strings.Split(r.ips, "\n") {
+	for line := range strings.SplitSeq(r.ips, "\n") {
+		if line == "" {
+			continue // ParsePrefix would make an error of it
+		}
 		if pre, err := netip.ParsePrefix(line); err == nil {
 			p.AllowedIPs = append(p.AllowedIPs, pre)
 		}
 	}
-	for _, line := range strings.Split(r.targets, "\n") {
+	for line := range strings.SplitSeq(r.targets, "\n") {
 		if line != "" {
 			p.AllowedTargets = append(p.AllowedTargets, line)
 		}
