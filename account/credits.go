@@ -27,6 +27,26 @@ type Reservation struct {
 	UserID    int64
 	KeyID     int64
 	ExpiresAt time.Time
+	// Link is the signed link the render is for, if any.
+	Link *PaidLink
+	// Free is a render of a link already paid for: nothing is reserved,
+	// and charging it takes nothing.
+	Free bool
+}
+
+// PaidLink names a signed link, whose image is paid for once in its
+// lifetime whichever instance renders it and however often: by its id
+// (a hash of the key and the link's signature) until it expires.
+type PaidLink struct {
+	ID      [32]byte
+	Expires time.Time
+}
+
+// Charge is what settling a successful render did: the balance after it,
+// and whether it took a credit (a link already paid for took none).
+type Charge struct {
+	Balance int64
+	Charged bool
 }
 
 // RenderAdmission is what admitting one render is checked against.
@@ -38,6 +58,9 @@ type RenderAdmission struct {
 	// MonthlyBudget caps the credits the key spends per calendar month
 	// (UTC); 0 means no cap.
 	MonthlyBudget int64
+	// Link is the signed link to render, if any: one already paid for
+	// is admitted without a credit (the rate limit still holds).
+	Link *PaidLink
 }
 
 // BudgetExhaustedError refuses a render over its key's monthly budget.

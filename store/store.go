@@ -117,8 +117,10 @@ type Credits interface {
 	// ReleaseRender, or until it expires when its server died.
 	AdmitRender(ctx context.Context, a account.RenderAdmission) (account.Reservation, error)
 	// ChargeRender takes the reserved credit for a successful render, with
-	// its ledger row, and returns the new balance.
-	ChargeRender(ctx context.Context, r account.Reservation) (int64, error)
+	// its ledger row, and returns the new balance. A signed link's render
+	// takes it only the first time in the link's lifetime, across every
+	// instance: a link paid for meanwhile gives the reservation back.
+	ChargeRender(ctx context.Context, r account.Reservation) (account.Charge, error)
 	// ReleaseRender gives the reserved credit back: the render failed.
 	ReleaseRender(ctx context.Context, r account.Reservation) error
 	Credits(ctx context.Context, userID int64) (int64, error)

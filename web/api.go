@@ -503,7 +503,8 @@ func writeImage(c echo.Context, img capture.Image) error {
 // endpoints and signed links do: admission (the key's rate limit, its
 // budget and a credit reserved, in one transaction shared by every
 // instance), the key's allowed sites, the render, then the debit with
-// its ledger row. A failed render costs nothing.
+// its ledger row. A failed render costs nothing, and a signed link costs
+// one credit in its lifetime, however often and wherever it renders.
 func (s *Server) renderJob(c echo.Context, job capture.Job) (rendered, error) {
 	k := currentKey(c)
 	if s.renderer == nil {
@@ -517,7 +518,11 @@ func (s *Server) renderJob(c echo.Context, job capture.Job) (rendered, error) {
 	if k.Policy.RateLimit > 0 {
 		rate = min(k.Policy.RateLimit, rate)
 	}
-	res, err := s.store.AdmitRender(ctx, account.RenderAdmission{UserID: k.UserID, KeyID: k.ID, RatePerMinute: rate, MonthlyBudget: k.Policy.MonthlyBudget})
+	admit := account.RenderAdmission{UserID: k.UserID, KeyID: k.ID, RatePerMinute: rate, MonthlyBudget: k.Policy.MonthlyBudget}
+	if link, ok := c.Get(ctxSignedLink).(*signedLink); ok {
+		admit.Link = &account.PaidLink{ID: link.id, Expires: link.expires}
+	}
+	res, err := s.store.AdmitRender(ctx, admit)
 	var limited *account.RateLimitedError
 	var broke *account.BudgetExhaustedError
 	switch {
@@ -558,16 +563,18 @@ func (s *Server) renderJob(c echo.Context, job capture.Job) (rendered, error) {
 		return rendered{}, failed
 	}
 	s.cfg.Metrics.Rendered("ok", time.Since(start))
-	balance, err := s.store.ChargeRender(settle, res)
+	charge, err := s.store.ChargeRender(settle, res)
 	switch {
 	case errors.Is(err, account.ErrInsufficientCredits):
 		return rendered{}, errNoCredits
 	case err != nil:
 		return rendered{}, err
 	}
-	s.cfg.Metrics.CreditsSpent(1)
+	if charge.Charged {
+		s.cfg.Metrics.CreditsSpent(1)
+	}
 	c.Set(ctxRendered, true)
-	return rendered{img: img, balance: balance, took: time.Since(start)}, nil
+	return rendered{img: img, balance: charge.Balance, took: time.Since(start)}, nil
 }
 
 // checkTarget refuses a URL outside the key's allowed sites.

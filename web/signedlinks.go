@@ -231,6 +231,8 @@ func renderRequestFromQuery(q url.Values) (renderRequest, error) {
 // makes it, gets the same image from memory and costs nothing; requests
 // made while it renders wait for that render rather than paying for
 // their own; If-None-Match with the link's ETag answers 304, also free.
+// Elsewhere (another instance, or once the image left memory) the link
+// renders again, and the store charges it only once in its lifetime.
 func (s *Server) handleSignedScreenshot(c echo.Context) error {
 	link, _ := c.Get(ctxSignedLink).(*signedLink)
 	req, err := renderRequestFromQuery(link.params)
@@ -312,7 +314,8 @@ func (l *signedLink) cacheHeaders(c echo.Context, etag string, now time.Time) {
 // until their links expire, in at most max bytes (least recently used go
 // first), and lets one request render a link while the others wait for
 // it. It is only a cache: another instance renders a link again, and so
-// does this one once the image has been pushed out.
+// does this one once the image has been pushed out (free: see
+// account.PaidLink).
 type imageCache struct {
 	max, entryMax int64
 

@@ -2,7 +2,10 @@ package web
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"os/exec"
@@ -98,6 +101,37 @@ func TestSignedLinkRenders(t *testing.T) {
 			t.Fatalf("%d credits: the second fetch was charged", got)
 		}
 	})
+	t.Run("AnotherInstancePaysNothing", func(t *testing.T) {
+		// A second server on the same database: its own store and its
+		// own memory of images, so it renders the link again, for free.
+		again, err := NewServer(e.srv.cfg, e.db.Again(), e.srv.renderer, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := httptest.NewServer(again)
+		t.Cleanup(func() {
+			hs.Close()
+			again.Close(context.Background())
+		})
+		res, err := http.Get(hs.URL + link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("%d %s", res.StatusCode, body)
+		}
+		if bd := decodeImage(t, "png", body).Bounds(); bd.Dx() != 320 || bd.Dy() != 200 {
+			t.Fatalf("size %v", bd)
+		}
+		if got := res.Header.Get("X-Credits-Remaining"); got != strconv.FormatInt(account.SignupCredits-1, 10) {
+			t.Fatalf("X-Credits-Remaining %q", got)
+		}
+		if got := credits(t, e, email); got != account.SignupCredits-1 {
+			t.Fatalf("%d credits: the other instance charged the link again", got)
+		}
+	})
 	t.Run("IfNoneMatchIs304AndFree", func(t *testing.T) {
 		r := e.get(link, "If-None-Match", etag)
 		expectStatus(t, r, http.StatusNotModified)
@@ -165,8 +199,8 @@ func TestSignedLinkRenders(t *testing.T) {
 			t.Fatalf("request count %d, last used %v: signed links aren't the key's requests", got.RequestCount, got.LastUsedAt)
 		}
 		days, err := e.store.KeyUsageDays(context.Background(), got.UserID, got.ID, e.clock.Now().AddDate(0, 0, -1))
-		if err != nil || len(days) != 1 || days[0].Renders != 4 || days[0].ErrorsByCode["insufficient_credits"] != 1 {
-			t.Fatalf("days %+v %v: want 4 renders and a refusal", days, err)
+		if err != nil || len(days) != 1 || days[0].Renders != 5 || days[0].Credits != 4 || days[0].ErrorsByCode["insufficient_credits"] != 1 {
+			t.Fatalf("days %+v %v: want 5 renders (one on the other instance, free) for 4 credits, and a refusal", days, err)
 		}
 	})
 }

@@ -728,8 +728,8 @@ func TestUpgradeFromRelease1(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if balance, err := s.ChargeRender(ctx, r); err != nil || balance != 598 {
-			t.Fatalf("%d %v", balance, err)
+		if ch, err := s.ChargeRender(ctx, r); err != nil || ch.Balance != 598 {
+			t.Fatalf("%d %v", ch.Balance, err)
 		}
 		ok, err := s.AdmitLoginAttempt(ctx, u.Email, h.Clock.Now().Add(-15*time.Minute), 10)
 		if err != nil || !ok {

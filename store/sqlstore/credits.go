@@ -53,6 +53,13 @@ func (db *DB) AdmitRender(ctx context.Context, a account.RenderAdmission) (accou
 		if refused = takeRateToken(t, a.KeyID, a.RatePerMinute); refused != nil {
 			return nil
 		}
+		if a.Link != nil {
+			paid, err := linkPaid(t, a.KeyID, a.Link)
+			if err != nil || paid {
+				r = account.Reservation{UserID: a.UserID, KeyID: a.KeyID, Link: a.Link, Free: true}
+				return err
+			}
+		}
 		if err := t.lockUser(a.UserID); err != nil {
 			return err
 		}
@@ -77,7 +84,7 @@ func (db *DB) AdmitRender(ctx context.Context, a account.RenderAdmission) (accou
 			refused = account.ErrInsufficientCredits
 			return nil
 		}
-		r = account.Reservation{UserID: a.UserID, KeyID: a.KeyID, ExpiresAt: time.Unix(t.now.Add(account.ReservationTTL).Unix(), 0)}
+		r = account.Reservation{UserID: a.UserID, KeyID: a.KeyID, ExpiresAt: time.Unix(t.now.Add(account.ReservationTTL).Unix(), 0), Link: a.Link}
 		return t.row(`INSERT INTO credit_reservations (user_id, api_key_id, created_at, expires_at) VALUES (?, ?, ?, ?) RETURNING id`,
 			a.UserID, a.KeyID, t.now.Unix(), r.ExpiresAt.Unix()).Scan(&r.ID)
 	})
@@ -141,17 +148,32 @@ func takeRateToken(t *tx, keyID int64, perMinute int) error {
 // ChargeRender takes the reserved credit for a successful render, with its
 // ledger row, and returns the new balance. It changes nothing and returns
 // ErrInsufficientCredits if the balance is zero after all (a reservation
-// that outlived its server's render).
-func (db *DB) ChargeRender(ctx context.Context, r account.Reservation) (int64, error) {
-	var balance int64
+// that outlived its server's render). A signed link is charged the first
+// time only: its charge is recorded in the same transaction, and a link
+// another instance charged meanwhile gives the reservation back instead.
+func (db *DB) ChargeRender(ctx context.Context, r account.Reservation) (account.Charge, error) {
+	var ch account.Charge
 	err := db.inTx(ctx, "charge render", func(t *tx) error {
-		if _, err := t.exec(`DELETE FROM credit_reservations WHERE id = ?`, r.ID); err != nil {
-			return err
+		if !r.Free {
+			if _, err := t.exec(`DELETE FROM credit_reservations WHERE id = ?`, r.ID); err != nil {
+				return err
+			}
+		}
+		if r.Link != nil && !r.Free {
+			first, err := recordLinkCharge(t, r.KeyID, r.Link)
+			if err != nil {
+				return err
+			}
+			r.Free = !first
+		}
+		if r.Free {
+			return noRows(t.row(`SELECT credits FROM users WHERE id = ?`, r.UserID).Scan(&ch.Balance))
 		}
 		var err error
-		if balance, err = addCredits(t, r.UserID, -1, ledgerEntry{reason: "render", apiKeyID: r.KeyID}); err != nil {
+		if ch.Balance, err = addCredits(t, r.UserID, -1, ledgerEntry{reason: "render", apiKeyID: r.KeyID}); err != nil {
 			return err
 		}
+		ch.Charged = true
 		// What the key spent today, for its monthly budget; a key deleted
 		// while its render ran has no day to count it in.
 		if _, err := t.exec(`INSERT INTO key_usage_days (api_key_id, day, credits) SELECT id, ?, 1 FROM api_keys WHERE id = ?
@@ -161,11 +183,45 @@ func (db *DB) ChargeRender(ctx context.Context, r account.Reservation) (int64, e
 		}
 		return t.notify(changeOfUser(r.UserID))
 	})
-	return balance, err
+	if err != nil {
+		return account.Charge{}, err
+	}
+	return ch, nil
+}
+
+// linkPaid reports whether a signed link was charged within its lifetime.
+func linkPaid(t *tx, keyID int64, l *account.PaidLink) (bool, error) {
+	var n int
+	err := t.row(`SELECT count(*) FROM signed_link_charges WHERE api_key_id = ? AND link = ? AND expires_at > ?`,
+		keyID, l.ID[:], t.now.Unix()).Scan(&n)
+	return n > 0, err
+}
+
+// recordLinkCharge records that a signed link is being charged, and
+// reports whether it is the first charge (false: another instance charged
+// it meanwhile). The key's expired links are forgotten on the way. A key
+// deleted while its render ran has no link to record: it is charged.
+func recordLinkCharge(t *tx, keyID int64, l *account.PaidLink) (first bool, err error) {
+	if _, err := t.exec(`DELETE FROM signed_link_charges WHERE api_key_id = ? AND expires_at <= ?`, keyID, t.now.Unix()); err != nil {
+		return false, err
+	}
+	res, err := t.exec(`INSERT INTO signed_link_charges (api_key_id, link, expires_at) SELECT id, ?, ? FROM api_keys WHERE id = ?
+		ON CONFLICT (api_key_id, link) DO NOTHING`, l.ID[:], l.Expires.Unix(), keyID)
+	if err != nil {
+		return false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return n == 1, err
+	}
+	paid, err := linkPaid(t, keyID, l)
+	return !paid, err
 }
 
 // ReleaseRender gives back a reservation: the render failed.
 func (db *DB) ReleaseRender(ctx context.Context, r account.Reservation) error {
+	if r.Free {
+		return nil // nothing was reserved
+	}
 	return db.inTx(ctx, "release render", func(t *tx) error {
 		_, err := t.exec(`DELETE FROM credit_reservations WHERE id = ?`, r.ID)
 		return err

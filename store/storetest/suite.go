@@ -43,6 +43,7 @@ func Run(t *testing.T, open Opener) {
 		{"Renders", testRenders},
 		{"RenderRace", testRenderRace},
 		{"RenderReservations", testRenderReservations},
+		{"PaidLinks", testPaidLinks},
 		{"RateLimit", testRateLimit},
 		{"Coupons", testCoupons},
 		{"RedeemCoupon", testRedeemCoupon},

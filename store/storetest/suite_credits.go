@@ -29,9 +29,9 @@ func testRenders(t *testing.T, h *Harness) {
 		}
 		ledger, _ := s.Ledger(ctx, u.ID)
 		clk.Add(time.Second)
-		balance, err := s.ChargeRender(ctx, r)
-		if err != nil || balance != 9 {
-			t.Fatalf("charge: %d %v", balance, err)
+		ch, err := s.ChargeRender(ctx, r)
+		if err != nil || ch.Balance != 9 || !ch.Charged {
+			t.Fatalf("charge: %+v %v", ch, err)
 		}
 		if c, _ := s.Credits(ctx, u.ID); c != 9 {
 			t.Fatalf("stored balance %d", c)
@@ -77,8 +77,8 @@ func testRenders(t *testing.T, h *Harness) {
 		if err != nil {
 			t.Fatalf("the released credit can't be used: %v", err)
 		}
-		if balance, err := s.ChargeRender(ctx, r); err != nil || balance != 0 {
-			t.Fatalf("%d %v", balance, err)
+		if ch, err := s.ChargeRender(ctx, r); err != nil || ch.Balance != 0 {
+			t.Fatalf("%d %v", ch.Balance, err)
 		}
 		if _, err := s.AdmitRender(ctx, admission(u, k)); !errors.Is(err, account.ErrInsufficientCredits) {
 			t.Fatalf("a render on a balance of 0: %v", err)
@@ -94,8 +94,8 @@ func testRenders(t *testing.T, h *Harness) {
 		if err := s.DeleteAPIKey(ctx, u.ID, k.ID); err != nil {
 			t.Fatal(err)
 		}
-		if balance, err := s.ChargeRender(ctx, r); err != nil || balance != 4 {
-			t.Fatalf("charge after the key went: %d %v", balance, err)
+		if ch, err := s.ChargeRender(ctx, r); err != nil || ch.Balance != 4 {
+			t.Fatalf("charge after the key went: %d %v", ch.Balance, err)
 		}
 		AssertLedgerBalanced(t, s)
 	})
@@ -173,9 +173,9 @@ func testRenderRace(t *testing.T, h *Harness) {
 					t.Fatalf("admissions moved the balance to %d", c)
 				}
 				for i, r := range admitted {
-					balance, err := ss[i%len(ss)].ChargeRender(ctx, r)
-					if err != nil || balance != int64(4-i) {
-						t.Fatalf("charge %d: %d %v", i, balance, err)
+					ch, err := ss[i%len(ss)].ChargeRender(ctx, r)
+					if err != nil || ch.Balance != int64(4-i) {
+						t.Fatalf("charge %d: %d %v", i, ch.Balance, err)
 					}
 				}
 				if n, _ := h.Store.LiveReservations(ctx); n != 0 {
@@ -212,8 +212,8 @@ func testRenderReservations(t *testing.T, h *Harness) {
 	if err != nil {
 		t.Fatalf("the expired reservation still counts: %v", err)
 	}
-	if balance, err := s.ChargeRender(ctx, r); err != nil || balance != 0 {
-		t.Fatalf("%d %v", balance, err)
+	if ch, err := s.ChargeRender(ctx, r); err != nil || ch.Balance != 0 {
+		t.Fatalf("%d %v", ch.Balance, err)
 	}
 	// The render of the dead server's reservation is charged after all:
 	// the balance has nothing left, and nothing changes.

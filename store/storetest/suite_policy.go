@@ -147,7 +147,7 @@ func testMonthlyBudget(t *testing.T, h *Harness) {
 	admit := account.RenderAdmission{UserID: u.ID, KeyID: k.ID, RatePerMinute: 1_000_000, MonthlyBudget: 5}
 	spend := func(i int, st interface {
 		AdmitRender(context.Context, account.RenderAdmission) (account.Reservation, error)
-		ChargeRender(context.Context, account.Reservation) (int64, error)
+		ChargeRender(context.Context, account.Reservation) (account.Charge, error)
 	}) error {
 		r, err := st.AdmitRender(ctx, admit)
 		if err != nil {

@@ -127,8 +127,8 @@ func testSweep(t *testing.T, h *Harness) {
 	if _, err := s.TakeReveal(ctx, []byte("live"), u.ID); err != nil {
 		t.Fatalf("the sweep took a live reveal: %v", err)
 	}
-	if balance, err := s.ChargeRender(ctx, live); err != nil || balance != 9 {
-		t.Fatalf("charging the live reservation: %d %v", balance, err)
+	if ch, err := s.ChargeRender(ctx, live); err != nil || ch.Balance != 9 {
+		t.Fatalf("charging the live reservation: %d %v", ch.Balance, err)
 	}
 	// A rate-limit bucket that has refilled is the same as none.
 	if n := h.Int(t, `SELECT count(*) FROM api_key_rates`); n != 1 {
