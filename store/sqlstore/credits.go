@@ -121,7 +121,9 @@ func overBudget(t *tx, a account.RenderAdmission) (*account.BudgetExhaustedError
 // generic cell rate algorithm keeps one number per key, the theoretical
 // arrival time of the next request (in microseconds): a request is let in
 // when that time is at most the burst allowance ahead of now, and pushes
-// it on by one emission interval.
+// it on by one emission interval. A limit raised since the key's last
+// render applies at once: the renders the stored time holds are counted
+// again at the new rate (a lowered one applies from now on).
 func takeRateToken(t *tx, keyID int64, perMinute int) error {
 	if perMinute <= 0 {
 		perMinute = 1
@@ -129,9 +131,13 @@ func takeRateToken(t *tx, keyID int64, perMinute int) error {
 	interval := int64(time.Minute/time.Microsecond) / int64(perMinute)
 	burst := interval * int64(perMinute-1)
 	now := t.now.UnixMicro()
-	res, err := t.exec(`INSERT INTO api_key_rates (api_key_id, tat) VALUES (?, ?)
-		ON CONFLICT (api_key_id) DO UPDATE SET tat = `+t.db.d.Greatest()+`(api_key_rates.tat, ?) + ?
-		WHERE api_key_rates.tat - ? <= ?`, keyID, now+interval, now, interval, burst, now)
+	if _, err := t.exec(`UPDATE api_key_rates SET tat = ? + (tat - ?) * ? / interval_us, interval_us = ?
+		WHERE api_key_id = ? AND interval_us > ? AND tat > ?`, now, now, interval, interval, keyID, interval, now); err != nil {
+		return err
+	}
+	res, err := t.exec(`INSERT INTO api_key_rates (api_key_id, tat, interval_us) VALUES (?, ?, ?)
+		ON CONFLICT (api_key_id) DO UPDATE SET tat = `+t.db.d.Greatest()+`(api_key_rates.tat, ?) + ?, interval_us = ?
+		WHERE api_key_rates.tat - ? <= ?`, keyID, now+interval, interval, now, interval, interval, burst, now)
 	if err != nil {
 		return err
 	}

@@ -326,6 +326,39 @@ func testRateLimit(t *testing.T, h *Harness) {
 			t.Fatalf("balance %d", c)
 		}
 	})
+	t.Run("ARaisedLimitAppliesAtOnce", func(t *testing.T) {
+		u, k := renderUser(t, h, 100)
+		at := func(perMinute int) account.RenderAdmission {
+			return account.RenderAdmission{UserID: u.ID, KeyID: k.ID, RatePerMinute: perMinute}
+		}
+		if err := admit(t, s, at(1)); err != nil {
+			t.Fatal(err)
+		}
+		var rl *account.RateLimitedError
+		if err := admit(t, s, at(1)); !errors.As(err, &rl) || rl.RetryAfter != time.Minute {
+			t.Fatalf("the second render at 1 a minute: %v", err)
+		}
+		// Raised to 2 a minute: the render so far is one of two.
+		if err := admit(t, s, at(2)); err != nil {
+			t.Fatalf("right after the limit was raised: %v", err)
+		}
+		if err := admit(t, s, at(2)); !errors.As(err, &rl) || rl.RetryAfter != 30*time.Second {
+			t.Fatalf("the third render at 2 a minute: %v", err)
+		}
+		clk.Add(30 * time.Second)
+		if err := admit(t, s, at(60)); err != nil {
+			t.Fatalf("raised to 60 a minute: %v", err)
+		}
+		// Lowered, it applies from now on: what was let in is not
+		// charged again at the lower rate.
+		if err := admit(t, s, at(1)); !errors.As(err, &rl) || rl.RetryAfter <= 0 || rl.RetryAfter > time.Minute {
+			t.Fatalf("lowered to 1 a minute: %v", err)
+		}
+		clk.Add(rl.RetryAfter)
+		if err := admit(t, s, at(1)); err != nil {
+			t.Fatalf("after waiting as told: %v", err)
+		}
+	})
 	t.Run("InsufficientCreditsAfterTheLimit", func(t *testing.T) {
 		u, k := renderUser(t, h, 0)
 		if _, err := s.AdmitRender(ctx, limited(u, k)); !errors.Is(err, account.ErrInsufficientCredits) {
