@@ -30,7 +30,7 @@ func signingCard(p KeyPageProps) templ.Component {
 		}
 		ctx = templ.InitializeContext(ctx)
 		ctx = templ.ClearChildren(ctx)
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<section class=\"card\" id=\"signed-links\" aria-labelledby=\"signed-links-title\" data-testid=\"signed-links\"><h3 class=\"card-title\" id=\"signed-links-title\">Signed links</h3><p class=\"card-sub\">Put screenshots in an <code>&lt;img src&gt;</code> without the API key: a link signed with this key's signing secret renders like <code>POST /api/v1/screenshots</code> until it expires, under this key's settings, for one credit an image. Loading the same link again is free.</p>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<section class=\"card\" id=\"signed-links\" aria-labelledby=\"signed-links-title\" data-testid=\"signed-links\"><h3 class=\"card-title\" id=\"signed-links-title\">Signed links</h3><p class=\"card-sub\">Put screenshots in an <code>&lt;img src&gt;</code> without the API key: a link signed with this key's signing secret renders like <code>POST /api/v1/screenshots</code> until it expires, under this key's settings, for one credit a link: loading it again, anywhere, is free.</p>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
