@@ -23,8 +23,8 @@ func scanAPIKey(row interface{ Scan(...any) error }) (account.APIKey, error) {
 	var created int64
 	var expires, lifetime, rotated, retires, replaced, first, used sql.NullInt64
 	var pr policyRow
-	err := row.Scan(append([]any{&k.ID, &k.UserID, &k.Label, &k.Prefix, &k.Last4, &k.Active, &created,
-		&expires, &lifetime, &rotated, &retires, &replaced, &k.AutoRetire, &first, &used, &k.LastIP, &k.LastUserAgent, &k.RequestCount}, pr.dest()...)...)
+	err := row.Scan(pr.appendDest([]any{&k.ID, &k.UserID, &k.Label, &k.Prefix, &k.Last4, &k.Active, &created,
+		&expires, &lifetime, &rotated, &retires, &replaced, &k.AutoRetire, &first, &used, &k.LastIP, &k.LastUserAgent, &k.RequestCount})...)
 	if err != nil {
 		return account.APIKey{}, noRows(err)
 	}

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -64,7 +65,7 @@ func (db *DB) AdmitRender(ctx context.Context, a account.RenderAdmission) (accou
 			return err
 		}
 		var credits, reserved int64
-		if err := noRows(t.row(`SELECT credits FROM users WHERE id = ?`, a.UserID).Scan(&credits)); err != nil {
+		if err := balanceOf(t, a.UserID, &credits); err != nil {
 			return err
 		}
 		if a.MonthlyBudget > 0 {
@@ -160,20 +161,17 @@ func takeRateToken(t *tx, keyID int64, perMinute int) error {
 func (db *DB) ChargeRender(ctx context.Context, r account.Reservation) (account.Charge, error) {
 	var ch account.Charge
 	err := db.inTx(ctx, "charge render", func(t *tx) error {
-		if !r.Free {
-			if _, err := t.exec(`DELETE FROM credit_reservations WHERE id = ?`, r.ID); err != nil {
-				return err
-			}
-		}
-		if r.Link != nil && !r.Free {
-			first, err := recordLinkCharge(t, r.KeyID, r.Link)
-			if err != nil {
-				return err
-			}
-			r.Free = !first
-		}
 		if r.Free {
-			return noRows(t.row(`SELECT credits FROM users WHERE id = ?`, r.UserID).Scan(&ch.Balance))
+			return balanceOf(t, r.UserID, &ch.Balance)
+		}
+		if _, err := t.exec(`DELETE FROM credit_reservations WHERE id = ?`, r.ID); err != nil {
+			return err
+		}
+		if r.Link != nil {
+			first, err := recordLinkCharge(t, r.KeyID, r.Link)
+			if err != nil || !first {
+				return cmp.Or(err, balanceOf(t, r.UserID, &ch.Balance))
+			}
 		}
 		var err error
 		if ch.Balance, err = addCredits(t, r.UserID, -1, ledgerEntry{reason: "render", apiKeyID: r.KeyID}); err != nil {
@@ -193,6 +191,11 @@ func (db *DB) ChargeRender(ctx context.Context, r account.Reservation) (account.
 		return account.Charge{}, err
 	}
 	return ch, nil
+}
+
+// balanceOf reads a user's balance inside t.
+func balanceOf(t *tx, userID int64, balance *int64) error {
+	return noRows(t.row(`SELECT credits FROM users WHERE id = ?`, userID).Scan(balance))
 }
 
 // linkPaid reports whether a signed link was charged within its lifetime.

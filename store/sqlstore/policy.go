@@ -19,7 +19,10 @@ type policyRow struct {
 	rate, budget         sql.NullInt64
 }
 
-func (r *policyRow) dest() []any { return []any{&r.scopes, &r.ips, &r.targets, &r.rate, &r.budget} }
+// appendDest appends the row's scan destinations, in policyColumns' order.
+func (r *policyRow) appendDest(dest []any) []any {
+	return append(dest, &r.scopes, &r.ips, &r.targets, &r.rate, &r.budget)
+}
 
 func (r policyRow) policy() account.Policy {
 	var p account.Policy

@@ -84,8 +84,7 @@ type authRow struct {
 func scanAuthKey(row interface{ Scan(...any) error }, extra ...any) (account.APIKey, error) {
 	r := new(authRow)
 	k := &r.k
-	dest := append(r.dest[:0], &k.ID, &k.UserID, &k.Label, &k.Prefix, &k.Last4, &k.Active, &r.expires, &r.retires,
-		&r.pr.scopes, &r.pr.ips, &r.pr.targets, &r.pr.rate, &r.pr.budget)
+	dest := r.pr.appendDest(append(r.dest[:0], &k.ID, &k.UserID, &k.Label, &k.Prefix, &k.Last4, &k.Active, &r.expires, &r.retires))
 	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return account.APIKey{}, noRows(err)
 	}
