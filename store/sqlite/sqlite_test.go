@@ -550,6 +550,14 @@ func TestStorageFull(t *testing.T) {
 // testdata), open on the current code, and the plaintexts of its keys.
 func release1(t *testing.T) (*storetest.Harness, []string) {
 	t.Helper()
+	path, keys := copyRelease1(t)
+	return openAt(t, path, storetest.NewClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))), keys
+}
+
+// copyRelease1 copies the previous release's database to a temporary
+// folder, unopened, and returns its path and the plaintexts of its keys.
+func copyRelease1(t *testing.T) (string, []string) {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "peekshot.db")
 	src, err := os.Open(filepath.Join("testdata", "release-1.db"))
@@ -582,7 +590,45 @@ func release1(t *testing.T) (*storetest.Harness, []string) {
 	if err := sc.Err(); err != nil || len(keys) != 4 {
 		t.Fatalf("release-1.keys: %d keys, %v", len(keys), err)
 	}
-	return openAt(t, path, storetest.NewClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))), keys
+	return path, keys
+}
+
+// TestUpgradeDoesNotLogOldEnds: a key of release 1 whose grace period
+// ended before the upgrade is not logged as retiring at the upgrade
+// (release 1 had no activity log), while a later end still is.
+func TestUpgradeDoesNotLogOldEnds(t *testing.T) {
+	t.Parallel()
+	path, _ := copyRelease1(t)
+	raw, err := sql.Open("sqlite3", sqlite.DSN(path, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	// Release 1 kept a rotated key's end of grace as its expiry.
+	if _, err := raw.Exec(`UPDATE api_keys SET expires_at = ? WHERE id = 3`, long.Unix()); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	h := openAt(t, path, storetest.NewClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)))
+	ctx := t.Context()
+	if n, err := h.Store.UpdateKeyLifecycles(ctx); err != nil || n != 0 {
+		t.Fatalf("the first lifecycle run after the upgrade logged %d ends, %v", n, err)
+	}
+	if n := h.Int(t, `SELECT count(*) FROM activity WHERE event = 'key.retired'`); n != 0 {
+		t.Fatalf("%d key.retired entries for a key that retired before the upgrade", n)
+	}
+	// A key that ends from now on is logged as ever.
+	u, err := h.Store.UserByEmail(ctx, "old@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.Store.RotateAPIKey(ctx, u.ID, 1, storetest.MustKey(t), account.Grace{}); err != nil {
+		t.Fatal(err)
+	}
+	h.Clock.Add(time.Second)
+	if n, err := h.Store.UpdateKeyLifecycles(ctx); err != nil || n != 1 {
+		t.Fatalf("a key retired after the upgrade: %d ends logged, %v", n, err)
+	}
 }
 
 // openAt is a harness on an existing file.

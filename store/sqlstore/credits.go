@@ -208,14 +208,13 @@ func linkPaid(t *tx, keyID int64, l *account.PaidLink) (bool, error) {
 
 // recordLinkCharge records that a signed link is being charged, and
 // reports whether it is the first charge (false: another instance charged
-// it meanwhile). The key's expired links are forgotten on the way. A key
-// deleted while its render ran has no link to record: it is charged.
+// it meanwhile). A key deleted while its render ran has no link to
+// record: it is charged. Expired links go with the Sweep; until then an
+// expired one is taken over by its new charge.
 func recordLinkCharge(t *tx, keyID int64, l *account.PaidLink) (first bool, err error) {
-	if _, err := t.exec(`DELETE FROM signed_link_charges WHERE api_key_id = ? AND expires_at <= ?`, keyID, t.now.Unix()); err != nil {
-		return false, err
-	}
 	res, err := t.exec(`INSERT INTO signed_link_charges (api_key_id, link, expires_at) SELECT id, ?, ? FROM api_keys WHERE id = ?
-		ON CONFLICT (api_key_id, link) DO NOTHING`, l.ID[:], l.Expires.Unix(), keyID)
+		ON CONFLICT (api_key_id, link) DO UPDATE SET expires_at = excluded.expires_at WHERE signed_link_charges.expires_at <= ?`,
+		l.ID[:], l.Expires.Unix(), keyID, t.now.Unix())
 	if err != nil {
 		return false, err
 	}

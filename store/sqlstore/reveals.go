@@ -54,6 +54,7 @@ func (db *DB) Sweep(ctx context.Context) error {
 		}{
 			{`DELETE FROM key_reveals WHERE expires_at <= ?`, now.Unix()},
 			{`DELETE FROM credit_reservations WHERE expires_at <= ?`, now.Unix()},
+			{`DELETE FROM signed_link_charges WHERE expires_at <= ?`, now.Unix()},
 			{`DELETE FROM api_key_rates WHERE tat <= ?`, now.UnixMicro()},
 			{`DELETE FROM activity WHERE at < ?`, now.Add(-account.ActivityKept).Unix()},
 			{`DELETE FROM key_day_ips WHERE day < ?`, account.DayStart(now).Add(-account.ManyIPsWithin - 24*time.Hour).Unix()},

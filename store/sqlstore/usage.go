@@ -59,7 +59,8 @@ func (db *DB) RecordAPIKeyUsage(ctx context.Context, usage []account.KeyUsage) e
 }
 
 // recordAccepted adds a batch's accepted requests to the key: its count,
-// first and last use, and the last client, the one of the latest request
+// first use (the earliest, whichever server flushes first) and last use,
+// and the last client, the one of the latest request
 // whichever server saw it (the comparison reads the row before the update).
 func recordAccepted(t *tx, u account.KeyUsage) error {
 	if u.Accepted == 0 {
@@ -67,12 +68,12 @@ func recordAccepted(t *tx, u account.KeyUsage) error {
 	}
 	_, err := t.exec(`UPDATE api_keys
 		SET request_count = request_count + ?,
-		    first_used_at = coalesce(first_used_at, ?),
+		    first_used_at = CASE WHEN first_used_at IS NULL OR first_used_at > ? THEN ? ELSE first_used_at END,
 		    last_ip = CASE WHEN ? >= coalesce(last_used_at, 0) THEN ? ELSE last_ip END,
 		    last_user_agent = CASE WHEN ? >= coalesce(last_used_at, 0) THEN ? ELSE last_user_agent END,
 		    last_used_at = `+t.db.d.Greatest()+`(coalesce(last_used_at, 0), ?)
 		WHERE id = ?`,
-		u.Accepted, u.FirstUsed.Unix(), u.LastUsed.Unix(), u.LastIP, u.LastUsed.Unix(), u.LastAgent, u.LastUsed.Unix(), u.KeyID)
+		u.Accepted, u.FirstUsed.Unix(), u.FirstUsed.Unix(), u.LastUsed.Unix(), u.LastIP, u.LastUsed.Unix(), u.LastAgent, u.LastUsed.Unix(), u.KeyID)
 	return err
 }
 
@@ -194,8 +195,7 @@ func (db *DB) UpdateKeyLifecycles(ctx context.Context) (ended int, err error) {
 		now := t.now.Unix()
 		rows, err := t.rows(`SELECT k.id, k.user_id, k.rotated_at, coalesce(k.last_used_at, 0), coalesce(r.first_used_at, 0)
 			FROM api_keys k JOIN api_keys r ON r.id = k.replaced_by
-			WHERE k.auto_retire AND k.retires_at > ? AND r.first_used_at IS NOT NULL
-			ORDER BY k.id`, now)
+			WHERE k.auto_retire AND k.retires_at > ? AND r.first_used_at IS NOT NULL`, now)
 		if err != nil {
 			return err
 		}
@@ -248,8 +248,11 @@ func unixOr(s int64) time.Time {
 // logKeyEnds writes key.expired and key.retired for the keys that passed
 // their end since the last time, and notes that they have been written.
 func logKeyEnds(t *tx, now int64) (int, error) {
-	rows, err := t.rows(`SELECT `+apiKeyColumns+` FROM api_keys
-		WHERE NOT end_logged AND ((expires_at IS NOT NULL AND expires_at <= ?) OR (retires_at IS NOT NULL AND retires_at <= ?))
+	// Each half is a range of a partial index of the keys not yet logged
+	// (an OR of the two would scan every key).
+	rows, err := t.rows(`SELECT `+apiKeyColumns+` FROM api_keys WHERE id IN (
+		SELECT id FROM api_keys WHERE NOT end_logged AND expires_at <= ?
+		UNION ALL SELECT id FROM api_keys WHERE NOT end_logged AND retires_at <= ?)
 		ORDER BY id`, now, now)
 	if err != nil {
 		return 0, err

@@ -370,6 +370,10 @@ func testAPIKeyUsage(t *testing.T, h *Harness) {
 		if got.RequestCount != 5 || !got.LastUsedAt.Equal(at) {
 			t.Fatalf("last used went backwards or count wrong: %+v", got)
 		}
+		// ... but its earlier first use is the key's first use.
+		if !got.FirstUsedAt.Equal(at.Add(-time.Hour)) {
+			t.Fatalf("first used %v, want the earlier %v", got.FirstUsedAt, at.Add(-time.Hour))
+		}
 		if err := s.RecordAPIKeyUsage(ctx, nil); err != nil {
 			t.Fatalf("an empty flush: %v", err)
 		}

@@ -133,16 +133,23 @@ func testPaidLinks(t *testing.T, h *Harness) {
 		u, k := renderUser(t, h, 5)
 		short := link(7, time.Minute)
 		charge(t, render(t, s, withLink(admission(u, k), short)), 4, true)
+		charge(t, render(t, s, withLink(admission(u, k), link(8, time.Minute))), 3, true)
 		clk.Add(2 * time.Minute)
-		// Past its expiry the link is unpaid (the web layer refuses it
-		// before, as signature_expired) and its record goes with the
-		// next charge of a link of the key.
-		if r := render(t, s, withLink(admission(u, k), short)); r.Free {
+		// Past its expiry a link is unpaid (the web layer refuses it
+		// before, as signature_expired); charged again, it is paid for
+		// anew, its record taken over.
+		r := render(t, s, withLink(admission(u, k), link(7, time.Hour)))
+		if r.Free {
 			t.Fatalf("an expired link is still paid for: %+v", r)
-		} else if err := s.ReleaseRender(ctx, r); err != nil {
+		}
+		charge(t, r, 2, true)
+		if r := render(t, s, withLink(admission(u, k), link(7, time.Hour))); !r.Free {
+			t.Fatalf("the link charged anew is not paid for: %+v", r)
+		}
+		// The sweep forgets the expired record, not the live one.
+		if err := s.Sweep(ctx); err != nil {
 			t.Fatal(err)
 		}
-		charge(t, render(t, s, withLink(admission(u, k), link(8, time.Hour))), 3, true)
 		if n := h.Int(t, `SELECT count(*) FROM signed_link_charges WHERE api_key_id = ?`, k.ID); n != 1 {
 			t.Fatalf("%d links kept, want the live one", n)
 		}
