@@ -250,9 +250,13 @@ func TestUsagePerDayIsExact(t *testing.T) {
 	for _, v := range want {
 		errs += v
 	}
+	var checkPage func(when string, d *goquery.Document)
 	check := func(when string) {
 		t.Helper()
-		d := b.get(keyPath(id)).doc(t)
+		checkPage(when, b.get(keyPath(id)).doc(t))
+	}
+	checkPage = func(when string, d *goquery.Document) {
+		t.Helper()
 		today := pageChart(t, d)[29]
 		if today.requests != itoa(requests) || today.renders != itoa(renders) || today.credits != itoa(renders) || today.errors != itoa(errs) {
 			t.Fatalf("%s: the key's page charts today as %+v; want %d requests, %d renders, %d credits, %d refused", when, today, requests, renders, renders, errs)
@@ -271,6 +275,10 @@ func TestUsagePerDayIsExact(t *testing.T) {
 		}
 	}
 	check("before the flush")
+	// The page a settings change answers (htmx) shows the same usage.
+	saved := b.htmx(http.MethodPost, keyPath(id)+"/settings", settingsValues(formVals("label", "renamed")))
+	expectStatus(t, saved, http.StatusOK)
+	checkPage("on the page of a settings change", saved.doc(t))
 	e.flush()
 	check("after the flush")
 

@@ -111,9 +111,11 @@ func (s *Server) handleKeySettings(c echo.Context) error {
 	if !isHTMX(c) {
 		return s.redirectWithFlash(c, keyPath(k.ID), templates.FlashSuccess, msg)
 	}
-	updated.RequestCount, updated.LastUsedAt, updated.SpentThisMonth = k.RequestCount, k.LastUsedAt, k.SpentThisMonth
-	return s.renderKeyPage(c, http.StatusOK, updated,
-		templates.SettingsForm{Label: updated.Label, Policy: templates.PolicyFormOf(updated, s.cfg.RateLimit, s.cfg.Now())},
+	// The stored row, with the usage of this instance not yet flushed
+	// (count, first and last use, last client) and the month's spending.
+	updated = s.usage.overlayKey(updated)
+	updated.SpentThisMonth = k.SpentThisMonth
+	return s.renderKeyPage(c, http.StatusOK, updated, s.settingsFormOf(updated),
 		templates.Flash{Kind: templates.FlashSuccess, Message: msg})
 }
 

@@ -111,9 +111,7 @@ func (s *Server) keyWithUsage(c echo.Context, userID, keyID int64) (account.APIK
 	}
 	for _, k := range keys {
 		if k.ID == keyID {
-			one := []account.APIKey{k}
-			s.usage.overlay(one)
-			return one[0], nil
+			return s.usage.overlayKey(k), nil
 		}
 	}
 	return account.APIKey{}, account.ErrNotFound

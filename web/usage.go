@@ -157,6 +157,13 @@ func (u *usageRecorder) overlay(keys []account.APIKey) {
 	}
 }
 
+// overlayKey is k with its usage not yet flushed.
+func (u *usageRecorder) overlayKey(k account.APIKey) account.APIKey {
+	one := []account.APIKey{k}
+	u.overlay(one)
+	return one[0]
+}
+
 // overlayDays adds a key's not-yet-flushed usage to its days read from
 // the database, so its chart is exact at every moment.
 func (u *usageRecorder) overlayDays(keyID int64, days []account.KeyDay) []account.KeyDay {
