@@ -31,7 +31,7 @@ func (s *Server) handleAPIKeys(c echo.Context) error {
 
 // renderKeyList answers the list's refresh when the tab comes back into
 // view (usage moved while the person was away, or another tab changed the
-// keys). keep is the key whose value the page still shows: its row is kept
+// keys), with key health as it now is. keep is the key whose value the page still shows: its row is kept
 // where it is, since the value itself is gone from the server.
 func (s *Server) renderKeyList(c echo.Context) error {
 	props, err := s.apiKeysProps(c, nil, templates.CreateKeyForm{})
@@ -41,7 +41,7 @@ func (s *Server) renderKeyList(c echo.Context) error {
 	if keep, err := strconv.ParseInt(c.QueryParam("keep"), 10, 64); err == nil {
 		props.KeepReveal = keep
 	}
-	return s.render(c, http.StatusOK, templates.KeyList(props))
+	return s.render(c, http.StatusOK, templates.KeyListRefresh(props))
 }
 
 // revealFor describes a just-created key, and the key it replaced.
@@ -327,7 +327,7 @@ func (s *Server) handleDeleteAPIKey(c echo.Context) error {
 	if len(props.Keys) == 0 {
 		// The last key went: the list becomes the empty state.
 		retarget(c, "#api-keys-list", "innerHTML")
-		return s.render(c, http.StatusOK, templates.KeysEmptyUpdate(done))
+		return s.render(c, http.StatusOK, templates.KeysEmptyUpdate(props, done))
 	}
 	// The button removes the row itself (hx-swap="delete"), whichever row
 	// it is; the answer takes away what else showed the key and turns

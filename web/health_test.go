@@ -205,3 +205,45 @@ func userKeyByID(t *testing.T, e *testEnv, email string, id int64) account.APIKe
 	t.Fatalf("no key %d", id)
 	return account.APIKey{}
 }
+
+// TestKeyHealthFollowsDeletesAndRefreshes: answers that change the keys
+// without the whole panel (an htmx delete, the last delete, the list's
+// refresh) send key health again, so the card never names a key that is
+// gone nor misses one that came.
+func TestKeyHealthFollowsDeletesAndRefreshes(t *testing.T) {
+	e := newTestEnv(t)
+	b, _ := e.signUp()
+	_, first := createKeyHTMX(t, b, "first")
+	_, second := createKeyHTMX(t, b, "second")
+	// healthKeys is the keys the answer's key health names (never
+	// expires: every key here).
+	healthKeys := func(t *testing.T, r response) []string {
+		t.Helper()
+		card := r.doc(t).Find(`#key-health-card[hx-swap-oob]`)
+		if card.Length() != 1 {
+			t.Fatalf("the answer does not send key health again:\n%s", r.body)
+		}
+		var ids []string
+		card.Find(`[data-testid="finding-key"]`).Each(func(_ int, s *goquery.Selection) {
+			ids = append(ids, s.AttrOr("data-key-id", ""))
+		})
+		return ids
+	}
+	del := b.htmx(http.MethodPost, keyPath(first)+"/delete", url.Values{})
+	expectStatus(t, del, http.StatusOK)
+	if got := healthKeys(t, del); !slices.Equal(got, []string{itoa(second)}) {
+		t.Fatalf("after deleting %d, key health names %v", first, got)
+	}
+	_, third := createKeyHTMX(t, b, "third")
+	refresh := b.get("/account/api-keys?part=list", "HX-Request", "true")
+	expectStatus(t, refresh, http.StatusOK)
+	if got := healthKeys(t, refresh); !slices.Equal(got, []string{itoa(third), itoa(second)}) {
+		t.Fatalf("the list's refresh: key health names %v", got)
+	}
+	expectStatus(t, b.htmx(http.MethodPost, keyPath(third)+"/delete", url.Values{}), http.StatusOK)
+	last := b.htmx(http.MethodPost, keyPath(second)+"/delete", url.Values{})
+	expectStatus(t, last, http.StatusOK)
+	if got := healthKeys(t, last); len(got) != 0 {
+		t.Fatalf("with no key left, key health names %v", got)
+	}
+}
