@@ -125,7 +125,8 @@ func (s *Server) asKey(c echo.Context, k account.APIKey, next echo.HandlerFunc) 
 	if err != nil {
 		code = classify(err).Code
 	}
-	s.cfg.Metrics.KeyVerified(keyVerification(checkErr, code))
+	scopeRefused, _ := c.Get(ctxScopeRefused).(bool)
+	s.cfg.Metrics.KeyVerified(keyVerification(checkErr, scopeRefused))
 	rendered, _ := c.Get(ctxRendered).(bool)
 	s.usage.outcome(k.ID, now, err == nil && rendered, code)
 	return err
@@ -191,6 +192,7 @@ func (s *Server) requireScope(scope account.Scope) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			if !currentKey(c).Policy.HasScope(scope) {
+				c.Set(ctxScopeRefused, true)
 				return apiErr(http.StatusForbidden, codeScopeNotAllowed, "This key lacks the scope "+string(scope)+
 					" that this endpoint needs. Add it in Account → API Keys → the key's settings, or use a key that has it.")
 			}

@@ -298,7 +298,7 @@ func (s *Server) handleDeleteKey(c echo.Context) error {
 func grantable(actor *account.APIKey, scopes []account.Scope) error {
 	for _, sc := range scopes {
 		if !actor.Policy.HasScope(sc) {
-			e := apiErr(http.StatusForbidden, "scope_not_allowed", "This key lacks the scope "+string(sc)+
+			e := apiErr(http.StatusForbidden, codeScopeNotAllowed, "This key lacks the scope "+string(sc)+
 				", so it can't give it to a key. Nothing was changed: use a key that has "+string(sc)+", or leave it out.")
 			e.Field = "scopes"
 			return e

@@ -33,13 +33,14 @@ const keyAccepted = "accepted"
 
 // keyVerification is what an API request's key check counts as: refused
 // by the key's state or policy (checkErr), or by the endpoint's scope
-// (the code the rest of the request ended in), or accepted.
-func keyVerification(checkErr error, code string) string {
+// (requireScope marked the request), or accepted. A scope_not_allowed of
+// the handler itself (a key that can't grant a scope) is not the check's.
+func keyVerification(checkErr error, scopeRefused bool) string {
 	switch {
 	case checkErr != nil:
 		return classify(checkErr).Code
-	case code == codeScopeNotAllowed:
-		return code
+	case scopeRefused:
+		return codeScopeNotAllowed
 	}
 	return keyAccepted
 }

@@ -53,6 +53,12 @@ func TestMetricsCountAPIRequests(t *testing.T) {
 	if !apikey.Valid(narrow) {
 		t.Fatalf("no key revealed: %q", narrow)
 	}
+	// A key that may manage keys but not render HTML: its attempt to give
+	// a key html_to_image is refused by the handler, after its key check
+	// accepted it.
+	res = b.htmx(http.MethodPost, "/account/api-keys", url.Values{"label": {"keys bot"}, "scopes_given": {"1"}, "scopes": {"screenshots", "keys_write"}})
+	expectStatus(t, res, http.StatusOK)
+	manager, _ := res.doc(t).Find(`[data-testid="new-key"]`).Attr("value")
 	unknown, err := apikey.Generate()
 	if err != nil {
 		t.Fatal(err)
@@ -70,12 +76,19 @@ func TestMetricsCountAPIRequests(t *testing.T) {
 		t.Fatalf("scope refusal: %s", scope.body)
 	}
 
+	grant := e.apiCall("POST", "/api/v1/keys", manager, `{"label": "renderer", "scopes": ["html_to_image"]}`)
+	expectStatus(t, grant, http.StatusForbidden)
+	if !strings.Contains(grant.body, `"scope_not_allowed"`) {
+		t.Fatalf("grant refusal: %s", grant.body)
+	}
+
 	after, text := series(t, m)
 	want := map[string]float64{
 		`peekshot_http_requests_total{method="POST",route="/api/v1/screenshots",status="200"}`:   1,
 		`peekshot_http_requests_total{method="GET",route="/api/v1/me",status="401"}`:             1,
 		`peekshot_http_requests_total{method="POST",route="/api/v1/html-to-image",status="403"}`: 1,
-		`peekshot_api_key_verifications_total{result="accepted"}`:                                1,
+		`peekshot_http_requests_total{method="POST",route="/api/v1/keys",status="403"}`:          1,
+		`peekshot_api_key_verifications_total{result="accepted"}`:                                2,
 		`peekshot_api_key_verifications_total{result="invalid_api_key"}`:                         1,
 		`peekshot_api_key_verifications_total{result="scope_not_allowed"}`:                       1,
 		`peekshot_render_duration_seconds_count{outcome="ok"}`:                                   1,

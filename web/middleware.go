@@ -25,7 +25,10 @@ const (
 	ctxKey     = "apikey"
 	// ctxRendered marks an API request whose render succeeded.
 	ctxRendered = "rendered"
-	ctxReqID    = "request_id"
+	// ctxScopeRefused marks an API request whose key lacks the endpoint's
+	// scope: a refusal of the key check, which the metrics count as such.
+	ctxScopeRefused = "scope_refused"
+	ctxReqID        = "request_id"
 )
 
 // maxFormBody bounds dashboard request bodies; forms here are tiny.
