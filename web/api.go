@@ -465,7 +465,7 @@ func (s *Server) handleRender(c echo.Context, wantURL bool) error {
 	if err != nil {
 		return err
 	}
-	r, err := s.renderJob(c, job)
+	r, err := s.renderJob(c, job, nil)
 	if err != nil {
 		return err
 	}
@@ -505,9 +505,10 @@ func writeImage(c echo.Context, img capture.Image) error {
 // endpoints and signed links do: admission (the key's rate limit, its
 // budget and a credit reserved, in one transaction shared by every
 // instance), the key's allowed sites, the render, then the debit with
-// its ledger row. A failed render costs nothing, and a signed link costs
-// one credit in its lifetime, however often and wherever it renders.
-func (s *Server) renderJob(c echo.Context, job capture.Job) (rendered, error) {
+// its ledger row. A failed render costs nothing, and a signed link (link,
+// nil for the POSTs) costs one credit in its lifetime, however often and
+// wherever it renders.
+func (s *Server) renderJob(c echo.Context, job capture.Job, link *account.PaidLink) (rendered, error) {
 	k := currentKey(c)
 	if s.renderer == nil {
 		return rendered{}, errRendererDown
@@ -520,11 +521,8 @@ func (s *Server) renderJob(c echo.Context, job capture.Job) (rendered, error) {
 	if k.Policy.RateLimit > 0 {
 		rate = min(k.Policy.RateLimit, rate)
 	}
-	admit := account.RenderAdmission{UserID: k.UserID, KeyID: k.ID, RatePerMinute: rate, MonthlyBudget: k.Policy.MonthlyBudget}
-	if link, ok := c.Get(ctxSignedLink).(*signedLink); ok {
-		admit.Link = &account.PaidLink{ID: link.id, Expires: link.expires}
-	}
-	res, err := s.store.AdmitRender(ctx, admit)
+	res, err := s.store.AdmitRender(ctx, account.RenderAdmission{UserID: k.UserID, KeyID: k.ID, RatePerMinute: rate,
+		MonthlyBudget: k.Policy.MonthlyBudget, Link: link})
 	var limited *account.RateLimitedError
 	var broke *account.BudgetExhaustedError
 	switch {

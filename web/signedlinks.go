@@ -269,7 +269,7 @@ func (s *Server) handleSignedScreenshot(c echo.Context) error {
 	}
 	var kept *cachedImage
 	defer func() { s.images.done(link.id, kept) }()
-	r, err := s.renderJob(c, job)
+	r, err := s.renderJob(c, job, &account.PaidLink{ID: link.id, Expires: link.expires})
 	if err != nil {
 		return err
 	}
