@@ -100,3 +100,26 @@ func TestNewCouponCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestKeyEndsAt(t *testing.T) {
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	later := at.Add(time.Hour)
+	for _, tc := range []struct {
+		name       string
+		k          APIKey
+		want       time.Time
+		wantExpiry bool
+	}{
+		{"Neither", APIKey{}, time.Time{}, false},
+		{"Expiry", APIKey{ExpiresAt: at}, at, true},
+		{"Retirement", APIKey{RetiresAt: at}, at, false},
+		{"ExpiryFirst", APIKey{ExpiresAt: at, RetiresAt: later}, at, true},
+		{"RetirementFirst", APIKey{ExpiresAt: later, RetiresAt: at}, at, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.k.EndsAt(); !got.Equal(tc.want) || tc.k.EndIsExpiry() != tc.wantExpiry {
+				t.Fatalf("ends at %v (expiry %v), want %v (%v)", got, tc.k.EndIsExpiry(), tc.want, tc.wantExpiry)
+			}
+		})
+	}
+}

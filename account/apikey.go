@@ -85,6 +85,21 @@ func (k APIKey) Status(now time.Time) KeyStatus {
 	}
 }
 
+// EndsAt is when the key stops working for good: the earlier of its
+// owner's expiry and its retirement after a rotation; zero for neither.
+func (k APIKey) EndsAt() time.Time {
+	if k.EndIsExpiry() {
+		return k.ExpiresAt
+	}
+	return k.RetiresAt
+}
+
+// EndIsExpiry reports whether the key's end is its owner's expiry rather
+// than the end of a rotation's grace period.
+func (k APIKey) EndIsExpiry() bool {
+	return !k.ExpiresAt.IsZero() && (k.RetiresAt.IsZero() || k.ExpiresAt.Before(k.RetiresAt))
+}
+
 // ExpiringSoon is how close to its expiry a key's status says so.
 const ExpiringSoon = 7 * 24 * time.Hour
 

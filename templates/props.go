@@ -171,15 +171,6 @@ func KeyLabel(k account.APIKey) string {
 	return k.Label
 }
 
-// endedAt is when an expired key stopped working: its expiry or its
-// retirement, whichever came first.
-func endedAt(k account.APIKey) time.Time {
-	if !k.ExpiresAt.IsZero() && (k.RetiresAt.IsZero() || k.ExpiresAt.Before(k.RetiresAt)) {
-		return k.ExpiresAt
-	}
-	return k.RetiresAt
-}
-
 func keyRowID(id int64) string { return "key-" + strconv.FormatInt(id, 10) }
 
 func revealRowID(id int64) string { return keyRowID(id) + "-reveal" }

@@ -177,7 +177,7 @@ func oneLine(s string) string {
 // expiredKeyError says why a key no longer works: its owner's expiry, or
 // the end of the grace period after a rotation.
 func expiredKeyError(k account.APIKey, now time.Time) error {
-	if !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) && (k.RetiresAt.IsZero() || k.ExpiresAt.Before(k.RetiresAt)) {
+	if k.EndIsExpiry() && !now.Before(k.ExpiresAt) {
 		return apiErr(http.StatusUnauthorized, "api_key_expired", "This API key expired on "+k.ExpiresAt.UTC().Format("2 January 2006 at 15:04 UTC")+
 			". Create a new key in Account → API Keys.")
 	}

@@ -154,7 +154,7 @@ func keysDeactivate(id *string) func(context.Context, config, *flag.FlagSet, io.
 		now := time.Now()
 		switch k.Status(now) {
 		case account.KeyExpired:
-			fmt.Fprintf(stdout, "%s has been expired since %s and is refused for good: nothing changed.\n", which, minuteText(endedAt(k, now)))
+			fmt.Fprintf(stdout, "%s has been expired since %s and is refused for good: nothing changed.\n", which, minuteText(k.EndsAt()))
 			return nil
 		case account.KeyInactive:
 			fmt.Fprintf(stdout, "%s was already deactivated: nothing changed.\n", which)
@@ -183,18 +183,6 @@ func statusText(k account.APIKey, now time.Time) string {
 		return "expired"
 	}
 	return "active"
-}
-
-// endedAt is when an expired key stopped working: its expiry or its
-// retirement, whichever came first.
-func endedAt(k account.APIKey, now time.Time) time.Time {
-	var ended time.Time
-	for _, t := range []time.Time{k.ExpiresAt, k.RetiresAt} {
-		if !t.IsZero() && !now.Before(t) && (ended.IsZero() || t.Before(ended)) {
-			ended = t
-		}
-	}
-	return ended
 }
 
 func minuteText(t time.Time) string { return t.UTC().Format("2006-01-02 15:04") }
