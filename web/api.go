@@ -81,7 +81,7 @@ func (s *Server) requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 		raw := r.Header.Get("X-Api-Key") // canonical form: Get needs no allocation
 		if raw == "" {
 			q := r.URL.Query()
-			if q.Has("x-api-key") || q.Has("api_key") || q.Has("apikey") || q.Has("key") {
+			if keyInQuery(q) {
 				return s.refuseKey(errKeyInURL)
 			}
 			return s.refuseKey(errMissingKey)
@@ -137,6 +137,12 @@ func (s *Server) asKey(c echo.Context, k account.APIKey, next echo.HandlerFunc) 
 func (s *Server) refuseKey(err error) error {
 	s.cfg.Metrics.KeyVerified(classify(err).Code)
 	return err
+}
+
+// keyInQuery reports whether a query string carries what looks like an
+// API key's parameter: refused, since a URL is logged and shared.
+func keyInQuery(q url.Values) bool {
+	return q.Has("x-api-key") || q.Has("api_key") || q.Has("apikey") || q.Has("key")
 }
 
 // checkKey is what a key's own state and policy say of a request before

@@ -145,6 +145,8 @@ func (s *Server) handleGetKey(c echo.Context) error {
 
 // The members each body may have.
 var (
+	// createKeyFields are also the order messages name a policy's wrong
+	// fields in.
 	createKeyFields = []string{"label", "expires", "scopes", "allowed_ips", "allowed_targets", "rate_limit", "monthly_budget"}
 	patchKeyFields  = append(slices.Clone(createKeyFields), "active")
 	rotateKeyFields = []string{"grace"}
@@ -323,9 +325,6 @@ func keyChangeRefused(err error) error {
 	return err
 }
 
-// policyFieldOrder is the order messages name a policy's wrong fields in.
-var policyFieldOrder = []string{"label", "expires", "scopes", "allowed_ips", "allowed_targets", "rate_limit", "monthly_budget"}
-
 // settingsRefused turns what is wrong with a key's settings into one
 // error naming every wrong field; nil when nothing is.
 func settingsRefused(labelMsg string, errs map[string]string) error {
@@ -344,7 +343,7 @@ func settingsRefused(labelMsg string, errs map[string]string) error {
 	}
 	var parts []string
 	first := ""
-	for _, f := range policyFieldOrder {
+	for _, f := range createKeyFields {
 		if msg, ok := all[f]; ok {
 			if first == "" {
 				first = f

@@ -120,7 +120,7 @@ func (s *Server) verifySignedLink(c echo.Context) (*signedLink, account.APIKey, 
 		return nil, account.APIKey{}, apiErr(http.StatusUnauthorized, "invalid_signature",
 			"The link's query string can't be read (a stray % or ;): percent-encode every parameter as RFC 3986 says, then sign it.")
 	}
-	if q.Has("x-api-key") || q.Has("api_key") || q.Has("apikey") || q.Has("key") {
+	if keyInQuery(q) {
 		return nil, account.APIKey{}, errKeyInURL
 	}
 	sig, idText, expText := oneParam(q, signedlink.ParamSignature), oneParam(q, signedlink.ParamKeyID), oneParam(q, signedlink.ParamExpires)
