@@ -69,6 +69,8 @@ type APIKeys interface {
 	CreateAPIKey(ctx context.Context, nk account.NewAPIKey) (account.APIKey, error)
 	// APIKeys lists a user's keys, newest first, in one query.
 	APIKeys(ctx context.Context, userID int64) ([]account.APIKey, error)
+	// APIKey is one of the user's keys, with what it spent this month, in
+	// one query; another user's key is ErrNotFound.
 	APIKey(ctx context.Context, userID, keyID int64) (account.APIKey, error)
 	// APIKeyByID finds any user's key, for the operator's command line,
 	// which acts on every account (peekshot keys deactivate --id N). A

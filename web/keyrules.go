@@ -105,16 +105,11 @@ func (s *Server) deleteKey(c echo.Context, userID, keyID int64) error {
 // it spent this month and its usage not yet flushed; account.ErrNotFound
 // for a key that isn't the user's.
 func (s *Server) keyWithUsage(c echo.Context, userID, keyID int64) (account.APIKey, error) {
-	keys, err := s.store.APIKeys(c.Request().Context(), userID)
+	k, err := s.store.APIKey(c.Request().Context(), userID, keyID)
 	if err != nil {
 		return account.APIKey{}, err
 	}
-	for _, k := range keys {
-		if k.ID == keyID {
-			return s.usage.overlayKey(k), nil
-		}
-	}
-	return account.APIKey{}, account.ErrNotFound
+	return s.usage.overlayKey(k), nil
 }
 
 // pathKeyWithUsage is the key the path's :id names among the user's,

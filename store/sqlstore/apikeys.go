@@ -155,12 +155,17 @@ type scanFunc func(...any) error
 
 func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
 
-// APIKey returns one of the user's keys; another user's key is ErrNotFound.
+// APIKey returns one of the user's keys, with what it spent this month;
+// another user's key is ErrNotFound.
 func (db *DB) APIKey(ctx context.Context, userID, keyID int64) (account.APIKey, error) {
-	k, err := scanAPIKey(db.row(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE id = ? AND user_id = ?`, keyID, userID))
+	var spent int64
+	k, err := scanAPIKey(scanWith(db.row(ctx, `SELECT `+prefixed("k", apiKeyColumns)+`,
+		coalesce((SELECT sum(credits) FROM key_usage_days d WHERE d.api_key_id = k.id AND d.day >= ?), 0)
+		FROM api_keys k WHERE k.id = ? AND k.user_id = ?`, account.MonthStart(db.now()).Unix(), keyID, userID), &spent))
 	if err != nil {
 		return account.APIKey{}, db.fail("API key", err)
 	}
+	k.SpentThisMonth = spent
 	return k, nil
 }
 

@@ -185,6 +185,9 @@ func testMonthlyBudget(t *testing.T, h *Harness) {
 			t.Fatalf("the list says %d spent this month", l.SpentThisMonth)
 		}
 	}
+	if one, err := s.APIKey(ctx, u.ID, k.ID); err != nil || one.SpentThisMonth != 5 {
+		t.Fatalf("the key alone says %d spent this month, %v", one.SpentThisMonth, err)
+	}
 	t.Run("ReservationsCount", func(t *testing.T) {
 		// A budget with renders in flight: their reservations count.
 		other, err := s.CreateAPIKey(ctx, account.NewAPIKey{UserID: u.ID, Key: MustKey(t)})
@@ -226,6 +229,9 @@ func testMonthlyBudget(t *testing.T, h *Harness) {
 			if l.ID == k.ID && l.SpentThisMonth != 5 {
 				t.Fatalf("the new month's list says %d spent", l.SpentThisMonth)
 			}
+		}
+		if one, _ := s.APIKey(ctx, u.ID, k.ID); one.SpentThisMonth != 5 {
+			t.Fatalf("the new month's key says %d spent", one.SpentThisMonth)
 		}
 	})
 	AssertLedgerBalanced(t, s)
