@@ -178,7 +178,7 @@ type SigningSecrets interface {
 	// SetSigningSecret gives one of the user's keys a new signing secret,
 	// replacing the one it had, and logs key.settings_changed; an expired
 	// key can't have one (ErrKeyExpired).
-	SetSigningSecret(ctx context.Context, userID, keyID int64, ns account.NewSigningSecret) (account.SigningSecret, error)
+	SetSigningSecret(ctx context.Context, userID, keyID int64, ns account.NewSigningSecret) (secret account.SigningSecret, replaced bool, err error)
 	// SigningSecret is one of the user's keys' secret; none is ErrNotFound.
 	SigningSecret(ctx context.Context, userID, keyID int64) (account.SigningSecret, error)
 	// SignedLinkKey finds a key by its id for a signed link: what

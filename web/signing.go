@@ -33,9 +33,6 @@ func (s *Server) handleSetSigningSecret(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if k.Status(s.cfg.Now()) == account.KeyExpired {
-		return expiredKeySigning(k)
-	}
 	secret, err := apikey.GenerateSigningSecret()
 	if err != nil {
 		return err
@@ -45,9 +42,7 @@ func (s *Server) handleSetSigningSecret(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	_, hadErr := s.store.SigningSecret(ctx, u.ID, k.ID)
-	rotated := hadErr == nil
-	_, err = s.store.SetSigningSecret(ctx, u.ID, k.ID, account.NewSigningSecret{
+	_, rotated, err := s.store.SetSigningSecret(ctx, u.ID, k.ID, account.NewSigningSecret{
 		Prefix: apikey.DisplayPrefix(secret), Last4: apikey.Last4(secret), Sealed: sealed})
 	switch {
 	case errors.Is(err, account.ErrNotFound):

@@ -10,11 +10,10 @@ import (
 )
 
 // SetSigningSecret gives one of the user's keys a new signing secret,
-// replacing the one it had: links signed with the old one stop verifying
-// on every instance once the change is announced.
-func (db *DB) SetSigningSecret(ctx context.Context, userID, keyID int64, ns account.NewSigningSecret) (account.SigningSecret, error) {
-	var out account.SigningSecret
-	err := db.inTx(ctx, "set signing secret", func(t *tx) error {
+// replacing the one it had (replaced): links signed with the old one stop
+// verifying on every instance once the change is announced.
+func (db *DB) SetSigningSecret(ctx context.Context, userID, keyID int64, ns account.NewSigningSecret) (out account.SigningSecret, replaced bool, err error) {
+	err = db.inTx(ctx, "set signing secret", func(t *tx) error {
 		k, err := ownKey(t, userID, keyID)
 		if err != nil {
 			return err
@@ -23,7 +22,7 @@ func (db *DB) SetSigningSecret(ctx context.Context, userID, keyID int64, ns acco
 			return account.ErrKeyExpired
 		}
 		old, err := scanSigningSecret(t.row(`SELECT `+signingColumns+` FROM key_signing_secrets WHERE api_key_id = ?`, keyID))
-		had := err == nil
+		replaced = err == nil
 		if err != nil && !errors.Is(err, errNotFound) {
 			return err
 		}
@@ -34,7 +33,7 @@ func (db *DB) SetSigningSecret(ctx context.Context, userID, keyID int64, ns acco
 			return err
 		}
 		detail := "signing secret " + out.Masked() + " created for signed links"
-		if had {
+		if replaced {
 			detail = "signing secret rotated to " + out.Masked() + ": links signed with " + old.Masked() + " stop working"
 		}
 		if err := t.log(userID, account.EventKeySettingsChanged, &k, detail); err != nil {
@@ -42,7 +41,7 @@ func (db *DB) SetSigningSecret(ctx context.Context, userID, keyID int64, ns acco
 		}
 		return t.notify(changeOfKey(k))
 	})
-	return out, err
+	return out, replaced, err
 }
 
 const signingColumns = `api_key_id, prefix, last4, sealed, created_at`

@@ -40,8 +40,8 @@ func testSigningSecrets(t *testing.T, h *Harness) {
 	})
 	first, plain := newSigningSecret(t, 1)
 	t.Run("Create", func(t *testing.T) {
-		got, err := s.SetSigningSecret(ctx, alice.ID, k.ID, first)
-		if err != nil || got.KeyID != k.ID || got.Masked() != apikey.MaskKey(plain) || !got.CreatedAt.Equal(clk.Now()) {
+		got, replaced, err := s.SetSigningSecret(ctx, alice.ID, k.ID, first)
+		if err != nil || replaced || got.KeyID != k.ID || got.Masked() != apikey.MaskKey(plain) || !got.CreatedAt.Equal(clk.Now()) {
 			t.Fatalf("%+v %v", got, err)
 		}
 		read, err := s.SigningSecret(ctx, alice.ID, k.ID)
@@ -61,8 +61,8 @@ func testSigningSecrets(t *testing.T, h *Harness) {
 	t.Run("RotateReplaces", func(t *testing.T) {
 		clk.Add(time.Minute)
 		next, nextPlain := newSigningSecret(t, 2)
-		if _, err := h.Again().SetSigningSecret(ctx, alice.ID, k.ID, next); err != nil {
-			t.Fatal(err)
+		if _, replaced, err := h.Again().SetSigningSecret(ctx, alice.ID, k.ID, next); err != nil || !replaced {
+			t.Fatalf("rotation: replaced %v, %v", replaced, err)
 		}
 		sk, err := s.SignedLinkKey(ctx, k.ID)
 		if err != nil || !bytes.Equal(sk.Sealed, next.Sealed) {
@@ -94,7 +94,7 @@ func testSigningSecrets(t *testing.T, h *Harness) {
 	})
 	t.Run("OwnershipEnforced", func(t *testing.T) {
 		other, _ := newSigningSecret(t, 3)
-		if _, err := s.SetSigningSecret(ctx, bob.ID, k.ID, other); !errors.Is(err, account.ErrNotFound) {
+		if _, _, err := s.SetSigningSecret(ctx, bob.ID, k.ID, other); !errors.Is(err, account.ErrNotFound) {
 			t.Fatalf("bob set alice's secret: %v", err)
 		}
 		if _, err := s.SigningSecret(ctx, bob.ID, k.ID); !errors.Is(err, account.ErrNotFound) {
@@ -110,14 +110,14 @@ func testSigningSecrets(t *testing.T, h *Harness) {
 			t.Fatal(err)
 		}
 		ns, _ := newSigningSecret(t, 4)
-		if _, err := s.SetSigningSecret(ctx, alice.ID, gone.ID, ns); !errors.Is(err, account.ErrKeyExpired) {
+		if _, _, err := s.SetSigningSecret(ctx, alice.ID, gone.ID, ns); !errors.Is(err, account.ErrKeyExpired) {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("GoesWithItsKey", func(t *testing.T) {
 		doomed, _ := NewKey(t, s, alice.ID, "")
 		ns, _ := newSigningSecret(t, 5)
-		if _, err := s.SetSigningSecret(ctx, alice.ID, doomed.ID, ns); err != nil {
+		if _, _, err := s.SetSigningSecret(ctx, alice.ID, doomed.ID, ns); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.DeleteAPIKey(ctx, alice.ID, doomed.ID); err != nil {
@@ -325,7 +325,7 @@ func signingWrites(h *Harness) []struct {
 			u := NewUser(t, h.Store)
 			k, _ := NewKey(t, h.Store, u.ID, "")
 			ns, _ := newSigningSecret(t, 9)
-			if _, err := s.SetSigningSecret(t.Context(), u.ID, k.ID, ns); err != nil {
+			if _, _, err := s.SetSigningSecret(t.Context(), u.ID, k.ID, ns); err != nil {
 				t.Fatal(err)
 			}
 			return store.Change{KeyID: k.ID, UserID: u.ID}

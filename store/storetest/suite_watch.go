@@ -483,14 +483,14 @@ func testCached(t *testing.T, h *Harness) {
 				u := NewUser(t, s)
 				k, _ := NewKey(t, s, u.ID, "")
 				first, _ := newSigningSecret(t, 7)
-				if _, err := s.SetSigningSecret(ctx, u.ID, k.ID, first); err != nil {
+				if _, _, err := s.SetSigningSecret(ctx, u.ID, k.ID, first); err != nil {
 					t.Fatal(err)
 				}
 				if got, err := c.SignedLinkKey(ctx, k.ID); err != nil || !bytes.Equal(got.Sealed, first.Sealed) {
 					t.Fatalf("%+v %v", got, err)
 				}
 				next, _ := newSigningSecret(t, 8)
-				if _, err := via.store().SetSigningSecret(ctx, u.ID, k.ID, next); err != nil {
+				if _, _, err := via.store().SetSigningSecret(ctx, u.ID, k.ID, next); err != nil {
 					t.Fatal(err)
 				}
 				seen(t, "signing secret rotated", func() bool {
