@@ -32,8 +32,10 @@ type UsageChart struct {
 	Days   []ChartDay
 	Max    int64 // the y axis' top
 	Totals account.KeyDay
-	Wide   ChartPlot
-	Narrow ChartPlot
+	// TotalsText says the totals ("3 requests, …"), for the caption;
+	// Summary says them and the busiest day, for the drawing's description.
+	TotalsText, Summary string
+	Wide, Narrow        ChartPlot
 }
 
 // ChartDay is one day's numbers, and how the chart and its table say them.
@@ -60,13 +62,18 @@ type ChartPlot struct {
 	CreditsPath string // an SVG path
 }
 
-// ChartBar is where one day is drawn.
+// ChartBar is where one day is drawn: its segments stacked from the axis
+// up (successful renders, refused requests, the rest), the empty left out.
 type ChartBar struct {
-	Day                ChartDay
-	X, W               float64 // the bar's left and width
-	RendersY, RendersH float64
-	ErrorsY, ErrorsH   float64
-	OthersY, OthersH   float64
+	Day      ChartDay
+	X, W     float64 // the bar's left and width
+	Segments []BarSegment
+}
+
+// BarSegment is one part of a day's bar: its class, top and height.
+type BarSegment struct {
+	Class string
+	Y, H  float64
 }
 
 // ChartTick is a line and label of the y axis.
@@ -102,6 +109,9 @@ func NewUsageChart(days []account.KeyDay, today time.Time) UsageChart {
 		c.Max = max(c.Max, d.Requests, d.Credits, d.Renders+d.Errors)
 	}
 	c.Max = niceCeil(c.Max)
+	c.TotalsText = plural(c.Totals.Requests, "request") + ", " + plural(c.Totals.Renders, "successful render") +
+		", " + CreditsText(c.Totals.Credits) + " spent, " + plural(c.Totals.Errors, "refused request")
+	c.Summary = chartSummary(c)
 	c.Wide, c.Narrow = c.plot(wideChart), c.plot(narrowChart)
 	return c
 }
@@ -122,12 +132,17 @@ func (c UsageChart) plot(l chartLayout) ChartPlot {
 	for i, d := range c.Days {
 		b := ChartBar{Day: d, X: l.left + float64(i)*slot + slot*0.15, W: slot * 0.7}
 		others := max(d.Requests-d.Renders-d.Errors, 0)
-		// Stacked from the axis up: renders, refused, the rest.
-		b.RendersY, b.RendersH = y(d.Renders), height(d.Renders)
-		b.ErrorsH = height(d.Errors)
-		b.ErrorsY = b.RendersY - b.ErrorsH
-		b.OthersH = height(others)
-		b.OthersY = b.ErrorsY - b.OthersH
+		top := y(0)
+		for _, seg := range []struct {
+			class string
+			n     int64
+		}{{"bar-renders", d.Renders}, {"bar-errors", d.Errors}, {"bar-others", others}} {
+			h := height(seg.n)
+			top -= h
+			if h > 0 {
+				b.Segments = append(b.Segments, BarSegment{Class: seg.class, Y: top, H: h})
+			}
+		}
 		cmd := "L"
 		if i == 0 {
 			cmd = "M"
@@ -205,8 +220,7 @@ func chartSummary(c UsageChart) string {
 			busiest = d
 		}
 	}
-	s := "In the last 30 days: " + plural(c.Totals.Requests, "request") + ", " + plural(c.Totals.Renders, "successful render") +
-		", " + CreditsText(c.Totals.Credits) + " spent, " + plural(c.Totals.Errors, "refused request") + "."
+	s := "In the last 30 days: " + c.TotalsText + "."
 	if busiest.Requests > 0 {
 		s += " The busiest day was " + busiest.Date + " with " + plural(busiest.Requests, "request") + "."
 	}
