@@ -123,3 +123,13 @@ func TestKeyEndsAt(t *testing.T) {
 		})
 	}
 }
+
+func TestGracePeriod(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		time.Hour: "1 hour", 24 * time.Hour: "24 hours", 7 * 24 * time.Hour: "7 days", 48 * time.Hour: "2 days", 90 * time.Minute: "1h30m0s",
+	} {
+		if got := (Grace{For: d}).Period(); got != want {
+			t.Errorf("%v: %q, want %q", d, got, want)
+		}
+	}
+}

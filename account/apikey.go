@@ -1,6 +1,7 @@
 package account
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/peekshot/peekshot/apikey"
@@ -175,6 +176,22 @@ type KeySettings struct {
 type Grace struct {
 	For  time.Duration
 	Auto bool
+}
+
+// Period says a fixed grace period for people: "1 hour", "24 hours",
+// "7 days" (whole days past a day, hours below).
+func (g Grace) Period() string {
+	unit, n := "hour", int64(g.For/time.Hour)
+	if g.For > 24*time.Hour && g.For%(24*time.Hour) == 0 {
+		unit, n = "day", int64(g.For/(24*time.Hour))
+	}
+	if g.For%time.Hour != 0 || n == 0 {
+		return g.For.String()
+	}
+	if n != 1 {
+		unit += "s"
+	}
+	return strconv.FormatInt(n, 10) + " " + unit
 }
 
 // Auto grace's two numbers (SPEC §2).

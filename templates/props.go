@@ -164,11 +164,15 @@ type ErrorProps struct {
 }
 
 // KeyLabel is how a key is named to people: its label, or "Untitled key".
-func KeyLabel(k account.APIKey) string {
-	if k.Label == "" {
+func KeyLabel(k account.APIKey) string { return labelOrUntitled(k.Label) }
+
+// labelOrUntitled is a key's label as people see it: "Untitled key" when
+// it has none.
+func labelOrUntitled(label string) string {
+	if label == "" {
 		return "Untitled key"
 	}
-	return k.Label
+	return label
 }
 
 func keyRowID(id int64) string { return "key-" + strconv.FormatInt(id, 10) }
@@ -702,12 +706,7 @@ func (p ActivityProps) Query(before int64) string {
 }
 
 // ActivityKeyLabel is the key an entry is about, by the label it had then.
-func ActivityKeyLabel(a account.Activity) string {
-	if a.KeyLabel == "" {
-		return "Untitled key"
-	}
-	return a.KeyLabel
-}
+func ActivityKeyLabel(a account.Activity) string { return labelOrUntitled(a.KeyLabel) }
 
 // FindingText is what a finding of key health says.
 func FindingText(f account.Finding) (title, why string) {

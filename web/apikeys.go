@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -285,12 +284,8 @@ func graceText(g account.Grace) string {
 		return "The old key keeps working until an hour after its last use once the new key has been used, 7 days at the latest."
 	case g.For == 0:
 		return "The old key stopped working."
-	case g.For == time.Hour:
-		return "The old key keeps working for 1 hour."
-	case g.For == 24*time.Hour:
-		return "The old key keeps working for 24 hours."
 	}
-	return "The old key keeps working for 7 days."
+	return "The old key keeps working for " + g.Period() + "."
 }
 
 func (s *Server) handleConfirmDeleteAPIKey(c echo.Context) error {

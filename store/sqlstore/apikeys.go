@@ -284,7 +284,7 @@ func graceText(g account.Grace) string {
 	case g.For == 0:
 		return "stopped at once"
 	}
-	return "works for another " + g.For.String()
+	return "works for another " + g.Period()
 }
 
 // UpdateAPIKeySettings changes one of the user's keys' label, policy and

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -154,6 +155,10 @@ func testAPIKeys(t *testing.T, h *Harness) {
 		retiring, _ := NewKey(t, s, u.ID, "retiring") // and its replacement
 		if _, _, err := s.RotateAPIKey(ctx, u.ID, retiring.ID, MustKey(t), account.Grace{For: time.Hour}); err != nil {
 			t.Fatal(err)
+		}
+		if log, _ := s.Activity(ctx, u.ID, account.ActivityFilter{KeyID: retiring.ID, Event: account.EventKeyRotated}); len(log) != 1 ||
+			!strings.HasSuffix(log[0].Detail, "works for another 1 hour") {
+			t.Fatalf("the rotation's activity: %+v", log)
 		}
 		retired, _ := NewKey(t, s, u.ID, "retired") // and its replacement
 		if _, _, err := s.RotateAPIKey(ctx, u.ID, retired.ID, MustKey(t), account.Grace{}); err != nil {
