@@ -108,11 +108,7 @@ func (s *Server) requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) asKey(c echo.Context, k account.APIKey, next echo.HandlerFunc) error {
 	r := c.Request()
 	now := s.cfg.Now()
-	from := clientAddr(r, s.cfg.TrustedProxies)
-	ip := ""
-	if from.IsValid() {
-		ip = from.String()
-	}
+	from, ip := s.client(r)
 	agent := userAgent(r)
 	checkErr := s.checkKey(k, now, from)
 	err := checkErr

@@ -51,3 +51,13 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 	}
 	return false
 }
+
+// client is the request's client address (see clientAddr) and it as the
+// activity log and usage keep it, "" when unknown.
+func (s *Server) client(r *http.Request) (netip.Addr, string) {
+	from := clientAddr(r, s.cfg.TrustedProxies)
+	if !from.IsValid() {
+		return from, ""
+	}
+	return from, from.String()
+}

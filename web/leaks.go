@@ -81,11 +81,7 @@ func (s *Server) handleGitHubSecretScanning(c echo.Context) error {
 	if err != nil {
 		return invalidRequest(sentence(err.Error()))
 	}
-	from := clientAddr(r, s.cfg.TrustedProxies)
-	ip := ""
-	if from.IsValid() {
-		ip = from.String()
-	}
+	_, ip := s.client(r)
 	ctx := account.WithActor(r.Context(), account.Actor{Kind: account.ActorScanner, IP: ip, UserAgent: userAgent(r)})
 	results := make([]secretscan.Result, len(alerts))
 	for i, a := range alerts {

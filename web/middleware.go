@@ -135,11 +135,7 @@ func (s *Server) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.Set(ctxSession, sess)
 		// Whatever this request changes is logged as done from here.
-		from := clientAddr(r, s.cfg.TrustedProxies)
-		ip := ""
-		if from.IsValid() {
-			ip = from.String()
-		}
+		_, ip := s.client(r)
 		r = r.WithContext(account.WithActor(r.Context(), account.Actor{Kind: account.ActorSession, IP: ip, UserAgent: userAgent(r)}))
 		c.SetRequest(r)
 		if uid := sessionUserID(sess); uid != 0 {

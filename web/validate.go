@@ -44,10 +44,7 @@ func cleanText(what, value string, max int) (string, string) {
 // (U+202A–U+202E, U+2066–U+2069) and the marks (U+200E, U+200F, U+061C).
 // In a label they can make "‮evil‬ label" show reversed, or a key's name
 // look like another's.
-func bidiControl(r rune) bool {
-	return r >= '\u202A' && r <= '\u202E' || r >= '\u2066' && r <= '\u2069' ||
-		r == '\u200E' || r == '\u200F' || r == '\u061C'
-}
+func bidiControl(r rune) bool { return unicode.Is(unicode.Bidi_Control, r) }
 
 // normalizeEmail trims and lower-cases an email, as accounts are keyed.
 func normalizeEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
