@@ -179,3 +179,15 @@ func TestMetrics(t *testing.T) {
 		}
 	})
 }
+
+func TestCodeLabel(t *testing.T) {
+	for code, want := range map[string]string{
+		"accepted": "accepted", "render_timeout": "render_timeout", "ip_not_allowed": "ip_not_allowed",
+		"": "other", "_a": "other", "a_": "other", "a__b": "other", "Render": "other", "psk_7Gq2": "other",
+		"a1": "other", "a-b": "other", strings.Repeat("a", 41): "other", strings.Repeat("a", 40): strings.Repeat("a", 40),
+	} {
+		if got := codeLabel(code); got != want {
+			t.Errorf("codeLabel(%q) = %q, want %q", code, got, want)
+		}
+	}
+}
