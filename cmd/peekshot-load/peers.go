@@ -296,8 +296,13 @@ func ratios(peek, peer []phase, of func(phase) float64) []float64 {
 
 // ratio is the median over rounds of PeekShot ÷ peer for m.
 func (pr *peerResults) ratio(pg string, clients int, peer string, of func(phase) float64) float64 {
+	return pr.ratioOf(pg, clients, pr.contenders[0].name, peer, of)
+}
+
+// ratioOf is the median over rounds of contender a ÷ contender b for m.
+func (pr *peerResults) ratioOf(pg string, clients int, a, b string, of func(phase) float64) float64 {
 	cell := pr.phases[pg][clients]
-	_, mid, _ := spread(ratios(cell[pr.contenders[0].name], cell[peer], of))
+	_, mid, _ := spread(ratios(cell[a], cell[b], of))
 	return mid
 }
 

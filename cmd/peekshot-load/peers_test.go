@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -65,5 +66,55 @@ func TestDescendantsAndWatch(t *testing.T) {
 	byKind, total, peak := w.end()
 	if total < 100*time.Millisecond || byKind["server"] != total || peak <= 0 {
 		t.Fatalf("watched CPU %v (%v), peak %d", total, byKind, peak)
+	}
+}
+
+// TestPeerTargets: the targets are PeekShot ÷ each peer, judged, and the
+// throughput line for the direct peer says what the browser allows
+// without PeekShot: direct ÷ today's and ÷ Playwright.
+func TestPeerTargets(t *testing.T) {
+	// rendersIn is a phase of n renders in a second, each taking d,
+	// costing the machine cpu each.
+	rendersIn := func(n int, d, cpu time.Duration) phase {
+		lat := make([]time.Duration, n)
+		for i := range lat {
+			lat[i] = d
+		}
+		return phase{res: result{n: n, elapsed: time.Second, latencies: lat}, machine: time.Duration(n) * cpu}
+	}
+	names := []string{"PeekShot", "today's PeekShot", "direct chromedp", "Playwright"}
+	pr := &peerResults{pages: []peerPage{{name: "HTML"}, {name: "URL"}}, clients: []int{1, 2},
+		phases: map[string]map[int]map[string][]phase{}}
+	for _, n := range names {
+		pr.contenders = append(pr.contenders, &contender{name: n})
+	}
+	// renders a second at 2 clients and p50 at 1, per contender; CPU per
+	// render is 2 CPUs ÷ the renders a second.
+	rates := map[string]int{"PeekShot": 10, "today's PeekShot": 4, "direct chromedp": 9, "Playwright": 6}
+	p50s := map[string]time.Duration{"PeekShot": 100, "today's PeekShot": 300, "direct chromedp": 98, "Playwright": 150}
+	for _, pg := range pr.pages {
+		for _, clients := range pr.clients {
+			for _, n := range names {
+				ph := rendersIn(rates[n], p50s[n]*time.Millisecond, 2*time.Second/time.Duration(rates[n]))
+				pr.add(pg.name, clients, n, ph)
+			}
+		}
+	}
+	var out strings.Builder
+	r := &report{out: &out}
+	r.peerTargets(pr, names[1], names[2], names[3])
+	for _, want := range []string{
+		"machine CPU per URL render ÷ today's PeekShot, 1 client   0.40   (target ≤ 0.50: met; 2 clients 0.40)",
+		"renders/s with 2 clients ÷ today's PeekShot   HTML 2.50, URL 2.50: met",
+		"renders/s with 2 clients ÷ Playwright   HTML 1.67, URL 1.67: MISSED",
+		"p50 with 1 client ÷ direct chromedp   HTML 1.02, URL 1.02: met",
+		"with nothing of PeekShot's (direct chromedp), renders/s with 2 clients: ÷ today's PeekShot HTML 2.25, URL 2.25; ÷ Playwright HTML 1.50, URL 1.50",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !slices.Equal(r.missed, []string{"renders/s ÷ Playwright"}) {
+		t.Errorf("missed = %q", r.missed)
 	}
 }
