@@ -79,6 +79,33 @@ func (c *countingConn) ExecContext(ctx context.Context, query string, args []dri
 	return c.SQLiteConn.ExecContext(ctx, query, args)
 }
 
+// PrepareContext returns a statement that logs its query each time it runs
+// (the store's key lookup runs a prepared statement).
+func (c *countingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	s, err := c.SQLiteConn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return &countingStmt{SQLiteStmt: s.(*sqlite3.SQLiteStmt), query: query, log: c.log}, nil
+}
+
+// countingStmt is a prepared SQLite statement that logs each run.
+type countingStmt struct {
+	*sqlite3.SQLiteStmt
+	query string
+	log   *queryLog
+}
+
+func (s *countingStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	s.log.add(s.query)
+	return s.SQLiteStmt.QueryContext(ctx, args)
+}
+
+func (s *countingStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	s.log.add(s.query)
+	return s.SQLiteStmt.ExecContext(ctx, args)
+}
+
 var countingDrivers atomic.Int64
 
 // registerCountingDriver registers a new countingDriver and returns its name.

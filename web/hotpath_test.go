@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,7 +77,13 @@ func TestAPIHotPathIsCached(t *testing.T) {
 	e := newTestEnv(t, withQueryLog(log), withConfig(func(c *Config) { c.UsageFlushInterval = time.Hour }))
 	b, email := e.signUp()
 	key, _ := createKeyHTMX(t, b, "quiet")
+	log.take()
 	expectStatus(t, e.apiCall("GET", "/api/v1/me", key, ""), http.StatusOK)
+	// The log sees the key lookup of the key's first request, so it would
+	// see any other.
+	if !slices.ContainsFunc(log.take(), func(q string) bool { return strings.Contains(q, "WHERE key_hash = ") }) {
+		t.Fatal("the key's first request made no key lookup that the query log saw")
+	}
 	time.Sleep(3 * pollSettle) // let the change feed deliver what the sign-up wrote
 	log.take()
 	const n = 50

@@ -80,7 +80,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("migrate PostgreSQL at %s: %w", describe(config), err)
 	}
-	return &Store{DB: sqlstore.New(db, db, dialect{}, opts.Now), db: db, config: listen, created: created}, nil
+	return &Store{DB: sqlstore.New(db, db, nil, dialect{}, opts.Now), db: db, config: listen, created: created}, nil
 }
 
 // describe names a database without its password.

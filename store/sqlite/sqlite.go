@@ -1,7 +1,8 @@
 // Package sqlite is PeekShot's store in one SQLite file, the embedded
 // default: the SQL of store/sqlstore with SQLite's dialect, its schema
 // migrated by goose, writes through a single connection and reads from a
-// pool of their own (WAL), and changes made by other processes (the
+// pool of their own (WAL), the key lookup of API requests from
+// connections of its own, and changes made by other processes (the
 // command line) seen by polling a table of them.
 package sqlite
 
@@ -44,6 +45,7 @@ type Store struct {
 	*sqlstore.DB
 	write *sql.DB
 	read  *sql.DB
+	keys  *keyReader // the key lookup's connections
 	path  string
 	// created is set when this Open made the schema: a fresh database.
 	created bool
@@ -99,7 +101,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	// a tenth of a lookup at a million keys, but turns an I/O error into a
 	// SIGBUS that kills the process, losing the unwritten usage: not worth
 	// it.)
-	read, err := sql.Open(driver, dsn("deferred")+"&mode=ro&_cache_size=-16384")
+	readDSN := dsn("deferred") + "&mode=ro&_cache_size=-16384"
+	read, err := sql.Open(driver, readDSN)
 	if err != nil {
 		write.Close()
 		return nil, fmt.Errorf("open store: %w", err)
@@ -108,9 +111,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
 	read.SetConnMaxIdleTime(0)
+	// The key lookup has connections of its own, as many, alike.
+	keys := newKeyReader(read.Driver(), readDSN, n)
 	return &Store{
-		DB:    sqlstore.New(write, read, dialect{}, opts.Now),
-		write: write, read: read, path: path, created: created,
+		DB:    sqlstore.New(write, read, keys, dialect{}, opts.Now),
+		write: write, read: read, keys: keys, path: path, created: created,
 	}, nil
 }
 
@@ -155,10 +160,11 @@ func migrate(ctx context.Context, db *sql.DB) (created bool, err error) {
 // Close closes both connection pools. It checkpoints the WAL so the file
 // on disk is complete on its own.
 func (s *Store) Close() error {
+	errKeys := s.keys.Close()
 	errRead := s.read.Close()
 	_, _ = s.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	errWrite := s.write.Close()
-	return errors.Join(errRead, errWrite)
+	return errors.Join(errKeys, errRead, errWrite)
 }
 
 // Path is the database file.

@@ -188,11 +188,28 @@ func ownKey(t *tx, userID, keyID int64) (account.APIKey, error) {
 // (no usage, creation time or rotation link), from an index that holds
 // them all, so the table itself is not read.
 func (db *DB) APIKeyByHash(ctx context.Context, hash apikey.Hash) (account.APIKey, error) {
-	k, err := scanAuthKey(db.read.QueryRowContext(ctx, db.byHash, hash[:]))
+	var row interface{ Scan(...any) error }
+	if db.keys != nil {
+		row = keyRow{ctx: ctx, db: db, hash: hash[:]}
+	} else {
+		row = db.read.QueryRowContext(ctx, db.byHash, hash[:])
+	}
+	k, err := scanAuthKey(row)
 	if err != nil {
 		return account.APIKey{}, db.fail("API key by hash", err)
 	}
 	return k, nil
+}
+
+// keyRow is the key lookup's row as its KeyReader reads it.
+type keyRow struct {
+	ctx  context.Context
+	db   *DB
+	hash []byte
+}
+
+func (r keyRow) Scan(dest ...any) error {
+	return r.db.keys.ReadKey(r.ctx, r.db.byHash, r.hash, dest...)
 }
 
 // SetAPIKeyActive deactivates or reactivates one of the user's keys and

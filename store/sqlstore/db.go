@@ -68,21 +68,33 @@ type DB struct {
 	queries map[string]string // ? queries in the dialect's placeholders
 
 	// byHash is the query of every API request (APIKeyByHash), in the
-	// dialect's placeholders, made once.
+	// dialect's placeholders, made once; keys runs it, when the store
+	// has a KeyReader.
 	byHash string
+	keys   KeyReader
 
 	subMu sync.RWMutex
 	subs  map[int]func(store.Change)
 	subN  int
 }
 
+// A KeyReader runs the key lookup of every API request (APIKeyByHash) for
+// a store whose driver does it more cheaply than database/sql: it reads
+// the row that query (one placeholder) finds for hash into dest, or
+// returns sql.ErrNoRows. dest holds *int64, *string, *bool and
+// sql.Scanner values.
+type KeyReader interface {
+	ReadKey(ctx context.Context, query string, hash []byte, dest ...any) error
+}
+
 // New is the store on write and read (which may be the same pool), with d
-// and a clock (nil: time.Now).
-func New(write, read *sql.DB, d Dialect, now func() time.Time) *DB {
+// and a clock (nil: time.Now). keys, when not nil, runs the key lookup
+// instead of read.
+func New(write, read *sql.DB, keys KeyReader, d Dialect, now func() time.Time) *DB {
 	if now == nil {
 		now = time.Now
 	}
-	return &DB{write: write, read: read, d: d, now: now, queries: make(map[string]string), subs: make(map[int]func(store.Change)),
+	return &DB{write: write, read: read, keys: keys, d: d, now: now, queries: make(map[string]string), subs: make(map[int]func(store.Change)),
 		byHash: d.Placeholders(`SELECT ` + authKeyColumns + ` FROM ` + d.APIKeyByHashFrom() + ` WHERE key_hash = ?`)}
 }
 
