@@ -155,8 +155,9 @@ type Coupons interface {
 // their keys. Every change of the store writes its own entry, by the actor
 // account.WithActor puts in the change's context.
 type Activities interface {
-	// LogActivity appends an entry no change writes (a sign-in).
-	LogActivity(ctx context.Context, userID int64, ev account.Event, keyID int64, detail string) error
+	// LogActivity appends an entry no change writes (a sign-in), about
+	// no key.
+	LogActivity(ctx context.Context, userID int64, ev account.Event, detail string) error
 	// Activity is a page of a user's log, newest first.
 	Activity(ctx context.Context, userID int64, f account.ActivityFilter) ([]account.Activity, error)
 }

@@ -196,7 +196,7 @@ func validForDisplay(s string) bool {
 // (a sign-in): a failure to write it is logged, and does not fail the
 // request it describes.
 func (s *Server) logActivity(c echo.Context, userID int64, ev account.Event, detail string) {
-	if err := s.store.LogActivity(c.Request().Context(), userID, ev, 0, detail); err != nil {
+	if err := s.store.LogActivity(c.Request().Context(), userID, ev, detail); err != nil {
 		s.log.Warn("log activity", "event", string(ev), "request_id", c.Get(ctxReqID), "err", err.Error())
 	}
 }

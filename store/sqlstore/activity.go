@@ -28,19 +28,9 @@ func (t *tx) logAs(a account.Actor, userID int64, ev account.Event, k *account.A
 }
 
 // LogActivity appends an entry that no other change writes (a sign-in),
-// for the user and one of their keys (0: none).
-func (db *DB) LogActivity(ctx context.Context, userID int64, ev account.Event, keyID int64, detail string) error {
-	return db.inTx(ctx, "log activity", func(t *tx) error {
-		var k *account.APIKey
-		if keyID != 0 {
-			own, err := ownKey(t, userID, keyID)
-			if err != nil {
-				return err
-			}
-			k = &own
-		}
-		return t.log(userID, ev, k, detail)
-	})
+// about no key.
+func (db *DB) LogActivity(ctx context.Context, userID int64, ev account.Event, detail string) error {
+	return db.inTx(ctx, "log activity", func(t *tx) error { return t.log(userID, ev, nil, detail) })
 }
 
 // Activity is a page of the user's log, newest first, narrowed by f.

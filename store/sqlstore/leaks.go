@@ -37,11 +37,13 @@ func (db *DB) ReportLeakedKey(ctx context.Context, hash apikey.Hash, leak accoun
 		if turnedOff > 0 {
 			deactivated = nullUnix(time.Unix(now, 0))
 		}
-		if _, err := t.exec(`INSERT INTO key_leak_reports (api_key_id, reported_at, url, source, deactivated_at, dismissed_at)
+		// The report keeps when a report first turned the key off.
+		if err := t.row(`INSERT INTO key_leak_reports (api_key_id, reported_at, url, source, deactivated_at, dismissed_at)
 			VALUES (?, ?, ?, ?, ?, NULL)
 			ON CONFLICT (api_key_id) DO UPDATE SET reported_at = excluded.reported_at, url = excluded.url, source = excluded.source,
-				deactivated_at = coalesce(excluded.deactivated_at, key_leak_reports.deactivated_at), dismissed_at = NULL`,
-			k.ID, now, leak.URL, leak.Source, deactivated); err != nil {
+				deactivated_at = coalesce(excluded.deactivated_at, key_leak_reports.deactivated_at), dismissed_at = NULL
+			RETURNING deactivated_at`,
+			k.ID, now, leak.URL, leak.Source, deactivated).Scan(&deactivated); err != nil {
 			return err
 		}
 		detail := "found at " + leak.URL
@@ -60,10 +62,7 @@ func (db *DB) ReportLeakedKey(ctx context.Context, hash apikey.Hash, leak accoun
 		if err := t.log(k.UserID, account.EventKeyLeakReported, &k, detail); err != nil {
 			return err
 		}
-		r, err = leakReport(t, k.ID)
-		if err != nil {
-			return err
-		}
+		r = account.LeakReport{Key: k, ReportedAt: time.Unix(now, 0), URL: leak.URL, Source: leak.Source, DeactivatedAt: unix(deactivated)}
 		return t.notify(changeOfKey(k))
 	})
 	return r, err
@@ -81,12 +80,6 @@ func scanLeakReport(row interface{ Scan(...any) error }) (account.LeakReport, er
 	}
 	r.Key, r.ReportedAt, r.DeactivatedAt = k, time.Unix(reported, 0), unix(deactivated)
 	return r, nil
-}
-
-// leakReport reads one key's report inside t.
-func leakReport(t *tx, keyID int64) (account.LeakReport, error) {
-	return scanLeakReport(t.row(`SELECT `+prefixed("k", apiKeyColumns)+`, `+leakColumns+`
-		FROM key_leak_reports r JOIN api_keys k ON k.id = r.api_key_id WHERE r.api_key_id = ?`, keyID))
 }
 
 // LeakReports lists the user's keys reported leaked that still need their
