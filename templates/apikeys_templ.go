@@ -284,9 +284,6 @@ func createKeyForm(p APIKeysProps) templ.Component {
 	})
 }
 
-// KeyList is the table of keys, or the empty state. Right after a create
-// or rotate, the new key is shown once in a row of its own, under its row
-// (newest first, so at the top of the list).
 // keyHealth holds the health card in its place, also when there is
 // nothing to show; oob re-sends it with an answer that changed the keys
 // without the whole panel (a delete, the list's refresh).
@@ -364,6 +361,9 @@ func KeyListRefresh(p APIKeysProps) templ.Component {
 	})
 }
 
+// KeyList is the table of keys, or the empty state. Right after a create
+// or rotate, the new key is shown once in a row of its own, under its row
+// (newest first, so at the top of the list).
 func KeyList(p APIKeysProps) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
