@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // keyReader runs the key lookup of every API request not in the key cache
@@ -19,42 +20,43 @@ import (
 // the row. The connections are opened through the store's driver, so a
 // driver that wraps SQLite's sees these queries too.
 type keyReader struct {
-	drv driver.Driver
-	dsn string
+	drv   driver.Driver
+	dsn   string
+	query string // sqlstore.KeyByHashQuery
 
 	idle   chan *keyConn // connections not in use
 	slots  chan struct{} // one per connection that may still be opened
-	mu     sync.Mutex    // guards closed, and idle against Close
-	closed bool
+	mu     sync.Mutex    // orders put against Close
+	closed atomic.Bool
 }
 
 // keyConn is one of the reader's connections with its prepared lookup.
 type keyConn struct {
 	conn  driver.Conn
-	query string // what stmt runs
 	stmt  driver.Stmt
+	query driver.StmtQueryContext // stmt
 	args  [1]driver.NamedValue
 	vals  []driver.Value
 }
 
 var errKeyReaderClosed = errors.New("sqlite: the store is closed")
 
-// newKeyReader reads keys through drv on dsn, with at most n connections.
-func newKeyReader(drv driver.Driver, dsn string, n int) *keyReader {
-	r := &keyReader{drv: drv, dsn: dsn, idle: make(chan *keyConn, n), slots: make(chan struct{}, n)}
+// newKeyReader runs query through drv on dsn, with at most n connections.
+func newKeyReader(drv driver.Driver, dsn, query string, n int) *keyReader {
+	r := &keyReader{drv: drv, dsn: dsn, query: query, idle: make(chan *keyConn, n), slots: make(chan struct{}, n)}
 	for range n {
 		r.slots <- struct{}{}
 	}
 	return r
 }
 
-// ReadKey reads the row that query finds for hash into dest.
-func (r *keyReader) ReadKey(ctx context.Context, query string, hash []byte, dest ...any) error {
+// ReadKey reads the row the reader's query finds for hash into dest.
+func (r *keyReader) ReadKey(ctx context.Context, hash []byte, dest ...any) error {
 	c, err := r.get(ctx)
 	if err != nil {
 		return err
 	}
-	err = c.read(ctx, query, hash, dest)
+	err = c.read(ctx, hash, dest)
 	r.put(c, err)
 	return err
 }
@@ -62,10 +64,7 @@ func (r *keyReader) ReadKey(ctx context.Context, query string, hash []byte, dest
 // get takes an idle connection, opens one if the reader has fewer than
 // its maximum, or waits for one to be put back.
 func (r *keyReader) get(ctx context.Context) (*keyConn, error) {
-	r.mu.Lock()
-	closed := r.closed
-	r.mu.Unlock()
-	if closed {
+	if r.closed.Load() {
 		return nil, errKeyReaderClosed
 	}
 	select {
@@ -77,7 +76,7 @@ func (r *keyReader) get(ctx context.Context) (*keyConn, error) {
 	case c := <-r.idle:
 		return c, nil
 	case <-r.slots:
-		c, err := r.dial()
+		c, err := r.dial(ctx)
 		if err != nil {
 			r.slots <- struct{}{}
 			return nil, err
@@ -88,24 +87,29 @@ func (r *keyReader) get(ctx context.Context) (*keyConn, error) {
 	}
 }
 
-func (r *keyReader) dial() (*keyConn, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
+// dial opens a connection and prepares the query on it. A connection
+// opened while the reader closes is closed when it is put back.
+func (r *keyReader) dial(ctx context.Context) (*keyConn, error) {
+	if r.closed.Load() {
 		return nil, errKeyReaderClosed
 	}
 	conn, err := r.drv.Open(r.dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open a key reader: %w", err)
 	}
-	return &keyConn{conn: conn}, nil
+	c := &keyConn{conn: conn}
+	if err := c.prepare(ctx, r.query); err != nil {
+		conn.Close() //nolint:errcheck // refused
+		return nil, fmt.Errorf("key reader: %w", err)
+	}
+	return c, nil
 }
 
 // put gives c back, or closes it when the reader is closed or c failed in
 // a way that leaves it unusable.
 func (r *keyReader) put(c *keyConn, err error) {
 	r.mu.Lock()
-	if !r.closed && !errors.Is(err, driver.ErrBadConn) {
+	if !r.closed.Load() && !errors.Is(err, driver.ErrBadConn) {
 		r.idle <- c // never blocks: at most cap(idle) connections exist
 		r.mu.Unlock()
 		return
@@ -119,7 +123,7 @@ func (r *keyReader) put(c *keyConn, err error) {
 // lookup waiting for a connection then gets its slot, and an error.
 func (r *keyReader) Close() error {
 	r.mu.Lock()
-	r.closed = true
+	r.closed.Store(true)
 	r.mu.Unlock()
 	var errs []error
 	for {
@@ -133,30 +137,29 @@ func (r *keyReader) Close() error {
 	}
 }
 
-// read runs query (prepared on c the first time) for hash and scans its
-// one row into dest.
-func (c *keyConn) read(ctx context.Context, query string, hash []byte, dest []any) error {
-	if c.stmt == nil || c.query != query {
-		if c.stmt != nil {
-			c.stmt.Close() //nolint:errcheck // replaced
-			c.stmt = nil
-		}
-		prep, ok := c.conn.(driver.ConnPrepareContext)
-		if !ok {
-			return fmt.Errorf("key reader: the driver's connection %T can't prepare with a context", c.conn)
-		}
-		stmt, err := prep.PrepareContext(ctx, query)
-		if err != nil {
-			return err
-		}
-		if _, ok := stmt.(driver.StmtQueryContext); !ok {
-			stmt.Close() //nolint:errcheck // refused
-			return fmt.Errorf("key reader: the driver's statement %T can't query with a context", stmt)
-		}
-		c.stmt, c.query = stmt, query
+// prepare prepares query on c.
+func (c *keyConn) prepare(ctx context.Context, query string) error {
+	prep, ok := c.conn.(driver.ConnPrepareContext)
+	if !ok {
+		return fmt.Errorf("the driver's connection %T can't prepare with a context", c.conn)
 	}
+	stmt, err := prep.PrepareContext(ctx, query)
+	if err != nil {
+		return err
+	}
+	q, ok := stmt.(driver.StmtQueryContext)
+	if !ok {
+		stmt.Close() //nolint:errcheck // refused
+		return fmt.Errorf("the driver's statement %T can't query with a context", stmt)
+	}
+	c.stmt, c.query = stmt, q
+	return nil
+}
+
+// read runs the query for hash and scans its one row into dest.
+func (c *keyConn) read(ctx context.Context, hash []byte, dest []any) error {
 	c.args[0] = driver.NamedValue{Ordinal: 1, Value: hash}
-	rows, err := c.stmt.(driver.StmtQueryContext).QueryContext(ctx, c.args[:])
+	rows, err := c.query.QueryContext(ctx, c.args[:])
 	c.args[0].Value = nil
 	if err != nil {
 		return err
@@ -180,13 +183,7 @@ func (c *keyConn) read(ctx context.Context, query string, hash []byte, dest []an
 	return errors.Join(err, rows.Close())
 }
 
-func (c *keyConn) close() error {
-	var err error
-	if c.stmt != nil {
-		err = c.stmt.Close()
-	}
-	return errors.Join(err, c.conn.Close())
-}
+func (c *keyConn) close() error { return errors.Join(c.stmt.Close(), c.conn.Close()) }
 
 // assign stores a row's values in dest as database/sql's Scan would, for
 // the destinations a key lookup has.

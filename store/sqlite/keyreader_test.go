@@ -27,6 +27,7 @@ import (
 type openCounter struct {
 	sqlite3.SQLiteDriver
 	opened, open atomic.Int64
+	lookups      atomic.Int64 // key lookups prepared
 }
 
 func (d *openCounter) Open(dsn string) (driver.Conn, error) {
@@ -43,6 +44,13 @@ type countedConn struct {
 	*sqlite3.SQLiteConn
 	d    *openCounter
 	once sync.Once
+}
+
+func (c *countedConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
+	if strings.Contains(q, "WHERE key_hash = ?") {
+		c.d.lookups.Add(1)
+	}
+	return c.SQLiteConn.PrepareContext(ctx, q)
 }
 
 func (c *countedConn) Close() error {
@@ -105,6 +113,11 @@ func TestKeyLookupConnections(t *testing.T) {
 	}
 	if n := d.opened.Load() - before; n < 1 || n > 2 {
 		t.Errorf("the key lookup opened %d connections, want 1 or 2 (ReadConns)", n)
+	}
+	// Each of its connections prepared the lookup once, and 200 lookups
+	// ran on those statements.
+	if n := d.lookups.Load(); n != d.opened.Load()-before {
+		t.Errorf("the key lookup was prepared %d times on %d connections of its own", n, d.opened.Load()-before)
 	}
 	unknown := apikey.HashOf(storetest.MustKey(t))
 	if _, err := s.APIKeyByHash(t.Context(), unknown); !errors.Is(err, account.ErrNotFound) {

@@ -33,7 +33,8 @@ var migrations embed.FS
 type Options struct {
 	// Now replaces the clock, for tests.
 	Now func() time.Time
-	// ReadConns is the size of the read pool (default 4).
+	// ReadConns is the size of the read pool, and the number of the key
+	// lookup's connections beside it (default 4 each).
 	ReadConns int
 	// Driver is the database/sql driver name (default "sqlite3"); tests
 	// register a wrapper of it to count queries.
@@ -112,7 +113,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	read.SetMaxIdleConns(n)
 	read.SetConnMaxIdleTime(0)
 	// The key lookup has connections of its own, as many, alike.
-	keys := newKeyReader(read.Driver(), readDSN, n)
+	keys := newKeyReader(read.Driver(), readDSN, sqlstore.KeyByHashQuery(dialect{}), n)
 	return &Store{
 		DB:    sqlstore.New(write, read, keys, dialect{}, opts.Now),
 		write: write, read: read, keys: keys, path: path, created: created,

@@ -190,7 +190,7 @@ func ownKey(t *tx, userID, keyID int64) (account.APIKey, error) {
 func (db *DB) APIKeyByHash(ctx context.Context, hash apikey.Hash) (account.APIKey, error) {
 	var row interface{ Scan(...any) error }
 	if db.keys != nil {
-		row = keyRow{ctx: ctx, db: db, hash: hash[:]}
+		row = scanFunc(func(dest ...any) error { return db.keys.ReadKey(ctx, hash[:], dest...) })
 	} else {
 		row = db.read.QueryRowContext(ctx, db.byHash, hash[:])
 	}
@@ -199,17 +199,6 @@ func (db *DB) APIKeyByHash(ctx context.Context, hash apikey.Hash) (account.APIKe
 		return account.APIKey{}, db.fail("API key by hash", err)
 	}
 	return k, nil
-}
-
-// keyRow is the key lookup's row as its KeyReader reads it.
-type keyRow struct {
-	ctx  context.Context
-	db   *DB
-	hash []byte
-}
-
-func (r keyRow) Scan(dest ...any) error {
-	return r.db.keys.ReadKey(r.ctx, r.db.byHash, r.hash, dest...)
 }
 
 // SetAPIKeyActive deactivates or reactivates one of the user's keys and

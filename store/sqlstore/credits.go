@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -160,17 +159,23 @@ func takeRateToken(t *tx, keyID int64, perMinute int) error {
 // another instance charged meanwhile gives the reservation back instead.
 func (db *DB) ChargeRender(ctx context.Context, r account.Reservation) (account.Charge, error) {
 	var ch account.Charge
+	if r.Free {
+		// Nothing to write: the balance, read without the writer.
+		n, err := db.Credits(ctx, r.UserID)
+		ch.Balance = n
+		return ch, err
+	}
 	err := db.inTx(ctx, "charge render", func(t *tx) error {
-		if r.Free {
-			return balanceOf(t, r.UserID, &ch.Balance)
-		}
 		if _, err := t.exec(`DELETE FROM credit_reservations WHERE id = ?`, r.ID); err != nil {
 			return err
 		}
 		if r.Link != nil {
 			first, err := recordLinkCharge(t, r.KeyID, r.Link)
-			if err != nil || !first {
-				return cmp.Or(err, balanceOf(t, r.UserID, &ch.Balance))
+			if err != nil {
+				return err
+			}
+			if !first {
+				return balanceOf(t, r.UserID, &ch.Balance)
 			}
 		}
 		var err error

@@ -68,8 +68,8 @@ type DB struct {
 	queries map[string]string // ? queries in the dialect's placeholders
 
 	// byHash is the query of every API request (APIKeyByHash), in the
-	// dialect's placeholders, made once; keys runs it, when the store
-	// has a KeyReader.
+	// dialect's placeholders, made once; keys runs it instead of read,
+	// when the store has a KeyReader.
 	byHash string
 	keys   KeyReader
 
@@ -80,11 +80,16 @@ type DB struct {
 
 // A KeyReader runs the key lookup of every API request (APIKeyByHash) for
 // a store whose driver does it more cheaply than database/sql: it reads
-// the row that query (one placeholder) finds for hash into dest, or
-// returns sql.ErrNoRows. dest holds *int64, *string, *bool and
-// sql.Scanner values.
+// the row that KeyByHashQuery finds for hash into dest, or returns
+// sql.ErrNoRows. dest holds *int64, *string, *bool and sql.Scanner values.
 type KeyReader interface {
-	ReadKey(ctx context.Context, query string, hash []byte, dest ...any) error
+	ReadKey(ctx context.Context, hash []byte, dest ...any) error
+}
+
+// KeyByHashQuery is the key lookup in d's placeholders, with one: the
+// key's hash.
+func KeyByHashQuery(d Dialect) string {
+	return d.Placeholders(`SELECT ` + authKeyColumns + ` FROM ` + d.APIKeyByHashFrom() + ` WHERE key_hash = ?`)
 }
 
 // New is the store on write and read (which may be the same pool), with d
@@ -95,7 +100,7 @@ func New(write, read *sql.DB, keys KeyReader, d Dialect, now func() time.Time) *
 		now = time.Now
 	}
 	return &DB{write: write, read: read, keys: keys, d: d, now: now, queries: make(map[string]string), subs: make(map[int]func(store.Change)),
-		byHash: d.Placeholders(`SELECT ` + authKeyColumns + ` FROM ` + d.APIKeyByHashFrom() + ` WHERE key_hash = ?`)}
+		byHash: KeyByHashQuery(d)}
 }
 
 // Subscribe calls fn with every change this process commits, right after
