@@ -228,9 +228,12 @@ func (s *Server) handleSetAPIKeyActive(active bool) echo.HandlerFunc {
 			}
 			return s.redirectWithFlash(c, back, templates.FlashSuccess, msg)
 		}
-		keys := []account.APIKey{k}
-		s.usage.overlay(keys)
-		return s.render(c, http.StatusOK, templates.KeyRowUpdate(s.csrf(c), keys[0], s.cfg.Now(),
+		// Key health changes with the key: it is sent again.
+		props, err := s.apiKeysProps(c, nil, templates.CreateKeyForm{})
+		if err != nil {
+			return err
+		}
+		return s.render(c, http.StatusOK, templates.KeyRowUpdate(props, s.usage.overlayKey(k),
 			templates.Flash{Kind: templates.FlashSuccess, Message: msg}))
 	}
 }

@@ -208,7 +208,7 @@ func userKeyByID(t *testing.T, e *testEnv, email string, id int64) account.APIKe
 
 // TestKeyHealthFollowsDeletesAndRefreshes: answers that change the keys
 // without the whole panel (an htmx delete, the last delete, the list's
-// refresh) send key health again, so the card never names a key that is
+// refresh, a row's deactivate and activate) send key health again, so the card never names a key that is
 // gone nor misses one that came.
 func TestKeyHealthFollowsDeletesAndRefreshes(t *testing.T) {
 	e := newTestEnv(t)
@@ -233,6 +233,18 @@ func TestKeyHealthFollowsDeletesAndRefreshes(t *testing.T) {
 	expectStatus(t, del, http.StatusOK)
 	if got := healthKeys(t, del); !slices.Equal(got, []string{itoa(second)}) {
 		t.Fatalf("after deleting %d, key health names %v", first, got)
+	}
+	// A deactivated key does not work, so it is no finding; activated, it
+	// is one again.
+	off := b.htmx(http.MethodPost, keyPath(second)+"/deactivate", url.Values{})
+	expectStatus(t, off, http.StatusOK)
+	if got := healthKeys(t, off); len(got) != 0 {
+		t.Fatalf("after deactivating %d, key health names %v", second, got)
+	}
+	on := b.htmx(http.MethodPost, keyPath(second)+"/activate", url.Values{})
+	expectStatus(t, on, http.StatusOK)
+	if got := healthKeys(t, on); !slices.Equal(got, []string{itoa(second)}) {
+		t.Fatalf("after activating %d again, key health names %v", second, got)
 	}
 	_, third := createKeyHTMX(t, b, "third")
 	refresh := b.get("/account/api-keys?part=list", "HX-Request", "true")

@@ -16,6 +16,10 @@ import (
 type usageRecorder struct {
 	mu      sync.Mutex
 	pending map[usageSlot]*account.KeyUsage
+	// flushing is held by a flush from taking the batch until it is
+	// written, so that a flush returns only once all usage taken before it
+	// is in the database (a shutdown's or a test's, after the ticker's).
+	flushing sync.Mutex
 }
 
 type usageSlot struct {
@@ -193,6 +197,8 @@ func (u *usageRecorder) overlayDays(keyID int64, days []account.KeyDay) []accoun
 }
 
 func (s *Server) flushUsage(ctx context.Context) error {
+	s.usage.flushing.Lock()
+	defer s.usage.flushing.Unlock()
 	batch := s.usage.take()
 	if len(batch) == 0 {
 		return nil
