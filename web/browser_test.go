@@ -225,13 +225,17 @@ func TestBrowserAPIKeysFlow(t *testing.T) {
 	)
 
 	// Deactivate from the keyboard: focus stays on the row's button, which
-	// now says Activate.
+	// now says Activate, and key health, which named the working key, no
+	// longer does.
 	server := `tr:has([title="Server-side app"])`
+	inHealth := `document.querySelector('#key-health-card').textContent.includes('Server-side app')`
 	step("deactivate",
+		bt.Until(inHealth),
 		chromedp.Focus(server+` [data-testid="key-deactivate"]`, bt.CSS(server+` [data-testid="key-deactivate"]`)),
 		chromedp.KeyEvent(" "),
 		bt.Until(`document.querySelector('`+server+` [data-testid="key-status"]').textContent.trim() === 'Inactive'`),
 		bt.Until(`document.activeElement.dataset.testid === 'key-activate'`),
+		bt.Until(`!`+inHealth),
 	)
 	if k, _ := e.store.APIKeyByHash(context.Background(), apikey.HashOf(key)); k.Active {
 		t.Fatal("key still active after Deactivate")
